@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Dev-set benchmark: noisy input vs. VAE-VEM, per input SNR and overall.
+
+Usage:
+    python recipes/eval/run.py [--data-root ../shared/data] [--prior vae] [--threads 2]
+        [--iterations N] [--nmf-rank K] [--lr LR] [--limit N] [--json-out FILE]
+
+Renders ../shared/data/devset.csv with the corpus' own make_mixtures.py (once, into
+--work-dir), enhances every noisy file, scores noisy and enhanced against the clean reference
+(SI-SDR, PESQ-WB, PESQ-NB, STOI, ESTOI) and prints a Markdown table with the real-time factor
+(enhancement time / audio duration, scoring excluded), threads, device, machine and commit.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import DEFAULT_DATA_ROOT  # noqa: E402
+
+import speechvae  # noqa: E402
+from speechvae.audio import load_audio  # noqa: E402
+from speechvae.metrics import METRICS, score  # noqa: E402
+
+
+def render_devset(data_root: Path, work_dir: Path) -> Path:
+    out = work_dir / "devset"
+    if not (out / "list.csv").exists():
+        subprocess.run([sys.executable, str(data_root / "make_mixtures.py"),
+                        str(data_root / "devset.csv"), str(out)], check=True)
+    return out
+
+
+def machine_line(threads: int, device: str) -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True,
+                           cwd=Path(__file__).parent).stdout.strip()
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"machine: {cpu}, {os.cpu_count()} cores; threads: {threads}; device: {device}; "
+            f"torch {torch.__version__}; commit {commit}{'+dirty' if dirty else ''}")
+
+
+def table(rows: list[dict], methods: list[str]) -> str:
+    groups = defaultdict(list)
+    for r in rows:
+        groups[f"{float(r['snr_db']):+g} dB"].append(r)
+        groups["all"].append(r)
+    keys = sorted((k for k in groups if k != "all"), key=lambda k: float(k.split()[0]))
+    keys.append("all")
+    head = "| SNR | method | n | " + " | ".join(METRICS) + " | RTF |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 4)]
+    for k in keys:
+        for m in methods:
+            sel = groups[k]
+            vals = [np.nanmean([r[f"{m}/{name}"] for r in sel]) for name in METRICS]
+            rtf = ("–" if m == "noisy" else
+                   f"{sum(r[f'{m}/time_s'] for r in sel) / sum(r['duration_s'] for r in sel):.3f}")
+            fmt = [f"{vals[0]:.2f}"] + [f"{v:.3f}" for v in vals[1:]]
+            lines.append(f"| {k} | {m} | {len(sel)} | " + " | ".join(fmt) + f" | {rtf} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    ap.add_argument("--work-dir", type=Path, default=Path("runs/eval"))
+    ap.add_argument("--prior", default="vae")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--iterations", type=int)
+    ap.add_argument("--nmf-rank", type=int)
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--tol", type=float)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=None, help="first N pairs only (quick look)")
+    ap.add_argument("--every", type=int, default=1, help="every k-th pair only")
+    ap.add_argument("--json-out", type=Path)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    if not (a.data_root / "devset.csv").exists():
+        sys.exit(f"error: {a.data_root}/devset.csv not found (give --data-root)")
+    dev = render_devset(a.data_root, a.work_dir)
+    pairs = list(csv.DictReader(open(dev / "list.csv")))[::a.every][: a.limit]
+    over = {k: v for k, v in dict(iterations=a.iterations, nmf_rank=a.nmf_rank, lr=a.lr,
+                                   tol=a.tol).items() if v is not None}
+    config = dataclasses.replace(speechvae.VEMConfig(), **over)
+    prior = speechvae.load_prior(a.prior, device=a.device)
+    method = "vae-vem"
+    rows = []
+    # warm-up run (first call pays for lazy initialisation)
+    x, sr = load_audio(dev / pairs[0]["noisy"])
+    speechvae.enhance(x[:sr], sr, prior=prior, config=dataclasses.replace(config, iterations=2),
+                      device=a.device)
+    for i, p in enumerate(pairs):
+        clean, sr = load_audio(dev / p["clean"])
+        noisy, _ = load_audio(dev / p["noisy"])
+        t0 = time.perf_counter()
+        out = speechvae.enhance(noisy, sr, prior=prior, config=config, seed=a.seed,
+                                device=a.device)
+        dt = time.perf_counter() - t0
+        row = {"name": p["name"], "snr_db": p["snr_db"], "duration_s": len(noisy) / sr,
+               f"{method}/time_s": dt}
+        for m, est in (("noisy", noisy), (method, out.waveform)):
+            for k, v in score(clean, est, sr).items():
+                row[f"{m}/{k}"] = v
+        rows.append(row)
+        print(f"[{i + 1}/{len(pairs)}] {p['name']}: SI-SDR {row['noisy/SI-SDR']:.2f} -> "
+              f"{row[f'{method}/SI-SDR']:.2f} dB, PESQ-WB {row['noisy/PESQ-WB']:.2f} -> "
+              f"{row[f'{method}/PESQ-WB']:.2f}, {dt:.2f}s", flush=True)
+    print()
+    print(f"VEM config: {dataclasses.asdict(config)}; prior: {a.prior}; seed {a.seed}")
+    print(machine_line(a.threads, a.device))
+    print()
+    print(table(rows, ["noisy", method]))
+    if a.json_out:
+        a.json_out.write_text(json.dumps({"config": dataclasses.asdict(config), "rows": rows},
+                                         indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Train a prior on the ../shared/data speech corpus from a recipe YAML.
+
+Usage: python recipes/train_prior.py recipes/vae/conf.yaml --out runs/vae [--data-root DIR]
+       [--device cpu|cuda] [--threads N] [--epochs N]
+
+Runs resume: start the same command again after an interruption. The best checkpoint is
+runs/<name>/best.pt; copy it to speechvae/pretrained/ to ship it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DEFAULT_DATA_ROOT, speaker_split  # noqa: E402
+
+from speechvae.priors import get_prior_class  # noqa: E402
+from speechvae.training import TrainConfig, build_cache, train_prior  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    ap.add_argument("--cache-dir", type=Path, default=Path("runs/cache"))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    conf = yaml.safe_load(a.config.read_text())
+    if not (a.data_root / "manifest.csv").exists():
+        sys.exit(f"error: {a.data_root}/manifest.csv not found (give --data-root)")
+    data = conf.get("data", {})
+    train_files, val_files, split_info = speaker_split(
+        a.data_root, data.get("val_fraction", 0.05), conf["train"].get("seed", 0),
+        tuple(data.get("splits", ("train", "train_extra", "train_more"))))
+    print(json.dumps(split_info))
+    top_db = data.get("trim_top_db", 40)
+    train = build_cache(train_files, a.cache_dir, top_db=top_db)
+    val = build_cache(val_files, a.cache_dir, top_db=top_db)
+    print(f"train frames {train.num_frames}, val frames {val.num_frames}")
+    tconf = dict(conf["train"])
+    if a.epochs is not None:
+        tconf["epochs"] = a.epochs
+    train_config = TrainConfig(**tconf)
+    cls = get_prior_class(conf["prior"]["name"])
+    pconf = {k: tuple(v) if isinstance(v, list) else v
+             for k, v in conf["prior"].get("config", {}).items()}
+    torch.manual_seed(train_config.seed)
+    prior = cls(cls.config_class(**pconf))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    meta = {"data": split_info, "recipe": str(a.config), "commit": commit,
+            "train_frames": train.num_frames, "val_frames": val.num_frames,
+            "command": " ".join(["python"] + sys.argv)}
+    summary = train_prior(prior, train, val, train_config, a.out, device=a.device,
+                          metadata=meta)
+    summary["train_config"] = dataclasses.asdict(train_config)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""Audio input and output: reading, checking, downmixing, resampling and atomic writing.
+
+Everything the toolkit reads goes through :func:`load_audio` (whole file) or
+:func:`stream_audio` (bounded memory, block by block); both apply the same checks and
+conversions:
+
+* any format soundfile (libsndfile) reads; anything else raises :class:`AudioError`;
+* several channels are averaged to mono, with a warning;
+* any sample rate is resampled to the target rate (16 kHz by default) with soxr, with a
+  warning;
+* empty files, all-zero (silent) signals and NaN/inf samples raise :class:`AudioError`;
+* clipped input (runs of samples at full scale) gives a warning: enhancement cannot restore
+  the clipped peaks.
+
+Outputs are written with :func:`write_audio` / :class:`AtomicAudioWriter`: to a temporary
+file in the destination folder, renamed into place only once complete, never over an input.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+__all__ = [
+    "AudioError",
+    "AudioWarning",
+    "load_audio",
+    "stream_audio",
+    "audio_info",
+    "write_audio",
+    "AtomicAudioWriter",
+    "list_audio_files",
+    "AUDIO_EXTENSIONS",
+]
+
+#: File name extensions collected when a folder is given.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus")
+
+
+class AudioError(ValueError):
+    """An input that cannot be used as audio; the message is one line naming the problem."""
+
+
+class AudioWarning(UserWarning):
+    """A documented conversion was applied to an input (downmix, resampling, clipping)."""
+
+
+def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
+    """Header information of an audio file (rate, channels, frames) without reading it.
+
+    Raises:
+        AudioError: missing file, a folder, or a file libsndfile cannot read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, not an audio file")
+    try:
+        return sf.info(str(path))
+    except Exception as exc:  # libsndfile raises several types
+        raise AudioError(f"{path}: not an audio file that soundfile can read "
+                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+
+
+def _check_block(block: np.ndarray, path) -> None:
+    if not np.all(np.isfinite(block)):
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+
+
+def _clip_fraction(x: np.ndarray) -> float:
+    """Fraction of samples at (or within 0.1 % of) the file's peak when that peak is near
+    full scale: a cheap detector of clipped recordings."""
+    peak = np.max(np.abs(x)) if x.size else 0.0
+    if peak < 0.99:
+        return 0.0
+    return float(np.mean(np.abs(x) >= 0.999 * peak))
+
+
+def _warn(msg: str) -> None:
+    warnings.warn(msg, AudioWarning, stacklevel=3)
+
+
+def stream_audio(path: str | os.PathLike, sample_rate: int = 16000,
+                 block_s: float = 10.0) -> Iterator[np.ndarray]:
+    """Read a file block by block as mono float32 at ``sample_rate`` (bounded memory).
+
+    Args:
+        path: audio file.
+        sample_rate: output rate in Hz; other rates are resampled with soxr (streaming).
+        block_s: input block duration in seconds.
+
+    Yields:
+        float32 arrays of shape ``(samples,)``, in order; together they form the file.
+
+    Raises:
+        AudioError: missing/unreadable/empty file, NaN or inf samples, or an all-zero signal
+        (raised once the end of the file shows that every sample was zero).
+    """
+    info = audio_info(path)
+    if info.frames == 0:
+        raise AudioError(f"{path}: empty audio file (0 samples)")
+    if info.channels > 1:
+        _warn(f"{path}: {info.channels} channels averaged to mono")
+    resampler = None
+    if info.samplerate != sample_rate:
+        _warn(f"{path}: resampled from {info.samplerate} Hz to {sample_rate} Hz")
+        resampler = soxr.ResampleStream(info.samplerate, sample_rate, 1, dtype="float32",
+                                        quality="HQ")
+    blocksize = max(1, int(block_s * info.samplerate))
+    peak = 0.0
+    clipped = 0
+    total = 0
+    try:
+        blocks = sf.blocks(str(path), blocksize=blocksize, dtype="float32", always_2d=True)
+        for block in blocks:
+            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            _check_block(mono, path)
+            bpeak = float(np.max(np.abs(mono))) if mono.size else 0.0
+            peak = max(peak, bpeak)
+            clipped += int(np.sum(np.abs(mono) >= 0.999)) if bpeak >= 0.999 else 0
+            total += mono.size
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono, last=False)
+            if mono.size:
+                yield np.ascontiguousarray(mono, dtype=np.float32)
+        if resampler is not None:
+            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            if tail.size:
+                yield tail.astype(np.float32)
+    except AudioError:
+        raise
+    except sf.LibsndfileError as exc:
+        raise AudioError(f"{path}: unreadable audio ({exc})")
+    if peak == 0.0:
+        raise AudioError(f"{path}: signal is silent (all samples are zero)")
+    if total and clipped / total > 1e-3:
+        _warn(f"{path}: input looks clipped ({100 * clipped / total:.2f} % of samples at full "
+              "scale); clipped peaks cannot be restored")
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> tuple[np.ndarray, int]:
+    """Read a whole file as mono float32 at ``sample_rate``.
+
+    Returns:
+        ``(waveform, sample_rate)``, waveform of shape ``(time,)`` in [-1, 1] full scale.
+
+    Raises:
+        AudioError: as :func:`stream_audio`.
+    """
+    blocks = list(stream_audio(path, sample_rate))
+    return np.concatenate(blocks), sample_rate
+
+
+def check_waveform(waveform: np.ndarray, name: str = "waveform") -> np.ndarray:
+    """Validate an in-memory waveform: 1-D (or ``(channels, time)``, averaged), finite, not
+    empty and not all-zero. Returns a float32 ``(time,)`` array.
+
+    Raises:
+        AudioError: empty, NaN/inf, silent or of more than two dimensions.
+    """
+    x = np.asarray(waveform)
+    if x.ndim == 2:
+        _warn(f"{name}: {x.shape[0]} channels averaged to mono (expected shape (time,))")
+        x = x.mean(axis=0)
+    if x.ndim != 1:
+        raise AudioError(f"{name}: expected shape (time,), got {tuple(np.shape(waveform))}")
+    if x.size == 0:
+        raise AudioError(f"{name}: empty signal (0 samples)")
+    x = x.astype(np.float32, copy=False)
+    _check_block(x, name)
+    if not np.any(x):
+        raise AudioError(f"{name}: signal is silent (all samples are zero)")
+    if _clip_fraction(x) > 1e-3:
+        _warn(f"{name}: input looks clipped; clipped peaks cannot be restored")
+    return x
+
+
+def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample a ``(time,)`` waveform with soxr (high quality). Returns float32."""
+    if orig_sr == target_sr:
+        return waveform.astype(np.float32, copy=False)
+    return soxr.resample(waveform.astype(np.float32), orig_sr, target_sr,
+                         quality="HQ").astype(np.float32)
+
+
+class AtomicAudioWriter:
+    """Write an audio file block by block, atomically.
+
+    Samples go to a hidden temporary file in the destination folder, which is renamed to
+    ``path`` by :meth:`commit`; on error (or :meth:`abort`) the temporary file is removed, so
+    no partial output is ever left behind. Use as a context manager: leaving the block
+    without an exception commits.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int, overwrite: bool = False,
+                 subtype: str | None = None):
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path}: output exists (use --overwrite to replace it)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part" + self.path.suffix,
+                                   dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        ext = self.path.suffix.lower().lstrip(".")
+        file_format = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG"}.get(ext)
+        if file_format is None:
+            self._tmp.unlink(missing_ok=True)
+            raise AudioError(f"{self.path}: unsupported output extension; use .wav, .flac or .ogg")
+        if subtype is None:
+            subtype = "PCM_16" if file_format in ("WAV", "FLAC") else None
+        self._file = sf.SoundFile(str(self._tmp), "w", samplerate=sample_rate, channels=1,
+                                  format=file_format, subtype=subtype)
+        self.peak = 0.0
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.asarray(block, dtype=np.float32)
+        if block.size:
+            self.peak = max(self.peak, float(np.max(np.abs(block))))
+        self._file.write(np.clip(block, -1.0, 1.0))
+
+    def commit(self) -> Path:
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "AtomicAudioWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_audio(path: str | os.PathLike, waveform: np.ndarray, sample_rate: int,
+                overwrite: bool = False) -> Path:
+    """Write a ``(time,)`` waveform atomically (16-bit PCM for WAV/FLAC).
+
+    Samples beyond [-1, 1] are clipped. Raises FileExistsError if ``path`` exists and
+    ``overwrite`` is false.
+    """
+    with AtomicAudioWriter(path, sample_rate, overwrite=overwrite) as w:
+        w.write(waveform)
+    return Path(path)
+
+
+def list_audio_files(paths) -> list[Path]:
+    """Expand files and folders (searched recursively) into a sorted list of audio files.
+
+    Raises:
+        AudioError: a path does not exist, or a folder holds no audio file.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise AudioError(f"{p}: no such file or folder")
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file()
+                           and f.suffix.lower() in AUDIO_EXTENSIONS
+                           and not f.name.startswith("."))
+            if not found:
+                raise AudioError(f"{p}: folder holds no audio file "
+                                 f"({', '.join(AUDIO_EXTENSIONS)})")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out

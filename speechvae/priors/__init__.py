@@ -1,0 +1,29 @@
+"""Clean-speech priors: registry, checkpoints and the registered models."""
+from .base import (CheckpointError, Posterior, Prior, available_priors, get_prior_class,
+                   itakura_saito, load_checkpoint, register_prior, safe_torch_load, save_prior)
+from .vae import VAE, VAEConfig
+
+__all__ = ["CheckpointError", "Posterior", "Prior", "available_priors", "get_prior_class",
+           "itakura_saito", "load_checkpoint", "register_prior", "safe_torch_load", "save_prior",
+           "VAE", "VAEConfig", "load_prior"]
+
+
+def load_prior(name_or_path: str = "vae", device="cpu") -> Prior:
+    """Load a shipped pretrained prior by name (``"vae"``) or any checkpoint by path.
+
+    Raises:
+        CheckpointError: unknown name, missing file, or a checkpoint refused by the
+            restricted loader.
+    """
+    from pathlib import Path
+
+    from ..pretrained import pretrained_path, shipped_priors
+
+    p = Path(name_or_path)
+    if name_or_path in shipped_priors():
+        p = pretrained_path(name_or_path)
+    elif not p.exists():
+        raise CheckpointError(f"{name_or_path}: neither a shipped prior "
+                              f"({', '.join(shipped_priors())}) nor a checkpoint file")
+    prior = load_checkpoint(p, map_location="cpu")
+    return prior.to(device)

@@ -1,0 +1,277 @@
+"""The prior interface, the prior registry and self-describing checkpoints.
+
+A *prior* is a generative model of clean-speech power spectrograms with a latent variable
+``z``: a decoder gives the speech variance ``v = decoder(z)`` (so that ``s_ft | z ~
+N_c(0, v_ft)``), an encoder gives a Gaussian approximate posterior ``q(z | power)``, and the
+prior knows the KL divergence to its own ``p(z)``. Inference algorithms use only this
+interface, so every registered prior plugs into every algorithm.
+
+Shapes: power spectrograms ``(batch, freq, time)``; latents ``(batch, latent, time)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import torch
+from torch import nn
+
+from ..stft import DEFAULT_STFT, STFTConfig
+
+__all__ = [
+    "Posterior",
+    "Prior",
+    "register_prior",
+    "get_prior_class",
+    "available_priors",
+    "save_prior",
+    "load_checkpoint",
+    "CheckpointError",
+    "CHECKPOINT_FORMAT",
+]
+
+CHECKPOINT_FORMAT = "speechvae-prior"
+CHECKPOINT_VERSION = 1
+_REGISTRY: dict[str, type["Prior"]] = {}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is not a speechvae prior, is corrupt, or cannot be loaded safely."""
+
+
+@dataclass
+class Posterior:
+    """Diagonal Gaussian ``q(z | .)`` with ``mean`` and ``logvar`` of shape
+    ``(batch, latent, time)``."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor
+
+    def rsample(self, generator: torch.Generator | None = None,
+                num_samples: int | None = None) -> torch.Tensor:
+        """Reparameterised sample(s): ``(batch, latent, time)``, or
+        ``(num_samples, batch, latent, time)`` if ``num_samples`` is given."""
+        shape = self.mean.shape if num_samples is None else (num_samples, *self.mean.shape)
+        eps = torch.randn(shape, generator=generator, device=self.mean.device,
+                          dtype=self.mean.dtype)
+        return self.mean + torch.exp(0.5 * self.logvar) * eps
+
+    def kl_standard_normal(self) -> torch.Tensor:
+        """``KL(q || N(0, I))`` per frame, summed over the latent axis: ``(batch, time)``."""
+        return 0.5 * (self.mean.square() + self.logvar.exp() - self.logvar - 1.0).sum(dim=1)
+
+
+class Prior(nn.Module):
+    """Base class of clean-speech priors.
+
+    Subclasses set ``config_class`` (a frozen dataclass) and implement :meth:`encode`,
+    :meth:`decode` and :meth:`kl`. They are registered with :func:`register_prior`.
+    """
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type]
+
+    def __init__(self, config, stft_config: STFTConfig = DEFAULT_STFT):
+        super().__init__()
+        self.config = config
+        self.stft_config = stft_config
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    def encode(self, power: torch.Tensor) -> Posterior:
+        """Approximate posterior ``q(z | power)``; power ``(batch, freq, time)``."""
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Speech variance ``v`` (linear power units), ``(..., freq, time)`` from
+        ``z`` of shape ``(..., latent, time)``."""
+        raise NotImplementedError
+
+    def kl(self, posterior: Posterior, z: torch.Tensor | None = None) -> torch.Tensor:
+        """``KL(q(z|.) || p(z))`` per frame, shape ``(batch, time)`` (analytic where the
+        prior allows, else a one-sample estimate at ``z``)."""
+        raise NotImplementedError
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """``log p(z)`` per frame up to a constant, shape ``(..., time)``."""
+        raise NotImplementedError
+
+    def neg_elbo(self, power: torch.Tensor, beta: float = 1.0,
+                 generator: torch.Generator | None = None,
+                 mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Training loss: Itakura–Saito divergence between ``power`` and the decoded variance
+        plus ``beta`` times the KL term, with one reparameterised sample.
+
+        Args:
+            power: clean power spectrogram ``(batch, freq, time)``.
+            beta: weight of the KL term.
+            mask: optional ``(batch, time)`` of 0/1 marking valid frames.
+
+        Returns:
+            dict with ``loss`` (scalar, mean per valid frame), ``is`` and ``kl`` (same units).
+
+        References:
+            Leglaive, Girin, Horaud, MLSP 2018 (IS-divergence VAE for speech spectra).
+        """
+        posterior = self.encode(power)
+        z = posterior.rsample(generator)
+        variance = self.decode(z)
+        is_div = itakura_saito(power, variance).sum(dim=1)  # (batch, time)
+        kl = self.kl(posterior, z)
+        if mask is None:
+            mask = torch.ones_like(kl)
+        n = mask.sum().clamp_min(1.0)
+        is_term = (is_div * mask).sum() / n
+        kl_term = (kl * mask).sum() / n
+        return {"loss": is_term + beta * kl_term, "is": is_term, "kl": kl_term}
+
+    # -- checkpoints -------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+        """Save a self-describing checkpoint atomically; see :func:`save_prior`."""
+        return save_prior(self, path, metadata)
+
+
+EPS = 1e-10
+
+
+def itakura_saito(power: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """Element-wise Itakura–Saito divergence ``P/v - log(P/v) - 1`` (``P`` floored at 1e-10).
+
+    Shape: any (broadcast); non-negative everywhere.
+    """
+    ratio = power.clamp_min(EPS) / variance
+    return ratio - torch.log(ratio) - 1.0
+
+
+def register_prior(name: str) -> Callable[[type[Prior]], type[Prior]]:
+    """Class decorator adding a prior to the registry under ``name``."""
+
+    def deco(cls: type[Prior]) -> type[Prior]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"prior {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def get_prior_class(name: str) -> type[Prior]:
+    """The registered prior class called ``name``; raises KeyError listing the choices."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown prior {name!r}; registered: {', '.join(available_priors())}")
+
+
+def available_priors() -> list[str]:
+    """Names of the registered priors."""
+    return sorted(_REGISTRY)
+
+
+def _versions() -> dict:
+    from .. import __version__
+
+    return {"speechvae": str(__version__), "torch": str(torch.__version__)}
+
+
+def save_prior(prior: Prior, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Write ``{format, name, config, stft, state_dict, versions, metadata}`` to ``path``.
+
+    The file is written to a temporary name in the same folder and renamed, so a reader
+    never sees a partial checkpoint. Only tensors and plain Python values are stored, so the
+    file loads with ``torch.load(..., weights_only=True)``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "name": prior.name,
+        "config": dataclasses.asdict(prior.config),
+        "stft": prior.stft_config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in prior.state_dict().items()},
+        "versions": _versions(),
+        "metadata": dict(metadata or {}),
+    }
+    atomic_torch_save(payload, path)
+    return path
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the destination folder, then rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def safe_torch_load(path: str | os.PathLike, map_location="cpu"):
+    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``):
+    a pickle that would build any other object (and so could run code) is refused.
+
+    Raises:
+        CheckpointError: missing file, not a torch file, or a disallowed pickled object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError for non-zip files, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: refused or unreadable checkpoint ({first})") from None
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu",
+                    expected_stft: STFTConfig | None = None) -> Prior:
+    """Rebuild a prior from a checkpoint written by :func:`save_prior`.
+
+    Args:
+        path: checkpoint file.
+        map_location: device for the tensors.
+        expected_stft: if given, the checkpoint's STFT config must equal it.
+
+    Raises:
+        CheckpointError: unsafe/corrupt file, not a speechvae prior, unknown prior name,
+            config or weights that do not match the class, or an STFT mismatch.
+    """
+    payload = safe_torch_load(path, map_location)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a speechvae prior checkpoint")
+    try:
+        cls = get_prior_class(payload["name"])
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: {exc.args[0]}") from None
+    try:
+        config = cls.config_class(**_tuplify(payload["config"]))
+        stft_config = STFTConfig.from_dict(payload["stft"])
+    except TypeError as exc:
+        raise CheckpointError(f"{path}: config does not match prior {cls.name!r} ({exc})")
+    if expected_stft is not None and stft_config != expected_stft:
+        raise CheckpointError(f"{path}: trained with {stft_config}, expected {expected_stft}")
+    prior = cls(config, stft_config)
+    try:
+        prior.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match the config "
+                              f"({str(exc).splitlines()[0]})") from None
+    prior.metadata = payload.get("metadata", {})
+    prior.eval()
+    return prior.to(map_location) if not isinstance(map_location, str) or map_location else prior
+
+
+def _tuplify(d: dict) -> dict:
+    """Lists in stored configs become tuples (frozen dataclasses hold tuples)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}

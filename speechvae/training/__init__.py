@@ -1,0 +1,6 @@
+"""Training of clean-speech priors (library side; recipes own the corpora)."""
+from .data import SegmentSampler, SpectrogramCache, build_cache, trim_silence
+from .trainer import TrainConfig, evaluate_prior, train_prior
+
+__all__ = ["SegmentSampler", "SpectrogramCache", "build_cache", "trim_silence", "TrainConfig",
+           "evaluate_prior", "train_prior"]

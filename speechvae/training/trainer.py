@@ -1,0 +1,176 @@
+"""Training loop for priors: Adam on the negative ELBO, early stopping, resume, logging.
+
+The trainer owns everything stateful about a run and keeps it in ``out_dir``:
+
+* ``last.pt``  -- full training state (weights, optimiser, generator, epoch, history), written
+  atomically after every epoch; a run started again with the same ``out_dir`` resumes from it;
+* ``best.pt``  -- the prior checkpoint with the lowest validation loss (a self-describing
+  prior checkpoint, see :func:`speechvae.priors.save_prior`);
+* ``log.csv``  -- one line per epoch: train/val loss, IS and KL terms, seconds.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..priors.base import Prior, atomic_torch_save, safe_torch_load, save_prior
+from .data import SegmentSampler, SpectrogramCache
+
+__all__ = ["TrainConfig", "train_prior", "evaluate_prior"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings.
+
+    Attributes:
+        epochs: maximum number of epochs.
+        batch_size: segments per batch.
+        sequence_length: frames per segment (1 for frame-wise priors, ~50 for dynamical ones).
+        lr: Adam learning rate.
+        beta: final weight of the KL term.
+        kl_warmup_epochs: epochs over which beta rises linearly from 0 (0 = no warm-up).
+        patience: stop after this many epochs without a validation improvement.
+        seed: seeds weights (via the caller), batch order and reparameterisation noise.
+        max_batches_per_epoch: cap on batches per epoch (None = whole training set).
+    """
+
+    epochs: int = 500
+    batch_size: int = 512
+    sequence_length: int = 1
+    lr: float = 1e-3
+    beta: float = 1.0
+    kl_warmup_epochs: int = 0
+    patience: int = 20
+    seed: int = 0
+    max_batches_per_epoch: int | None = None
+
+
+@torch.no_grad()
+def evaluate_prior(prior: Prior, sampler: SegmentSampler, beta: float = 1.0, seed: int = 0,
+                   device="cpu") -> dict[str, float]:
+    """Mean negative ELBO (and its IS / KL terms) per frame over a sampler, with fixed noise."""
+    prior.eval()
+    g = torch.Generator(device=device).manual_seed(seed)
+    tot = {"loss": 0.0, "is": 0.0, "kl": 0.0}
+    n = 0
+    for power in sampler.batches(shuffle=False):
+        power = power.to(device)
+        out = prior.neg_elbo(power, beta=beta, generator=g)
+        frames = power.shape[0] * power.shape[2]
+        for k in tot:
+            tot[k] += float(out[k]) * frames
+        n += frames
+    return {k: v / n for k, v in tot.items()}
+
+
+def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
+                config: TrainConfig, out_dir: str | Path, device="cpu",
+                progress: bool = True, metadata: dict | None = None) -> dict:
+    """Train ``prior`` and return a summary (best epoch, best validation loss, epochs run).
+
+    Resumes from ``out_dir/last.pt`` when it exists (the file must come from the same prior
+    name and config). The best model is saved to ``out_dir/best.pt`` with ``metadata`` plus
+    training facts (epochs, validation loss, train config).
+
+    Raises:
+        ValueError: ``last.pt`` belongs to another prior or config.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prior.to(device)
+    opt = torch.optim.Adam(prior.parameters(), lr=config.lr)
+    gen = torch.Generator().manual_seed(config.seed)
+    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    train_sampler = SegmentSampler(train, config.sequence_length, config.batch_size)
+    val_sampler = SegmentSampler(val, config.sequence_length, config.batch_size)
+    history: list[dict] = []
+    start_epoch, best, best_epoch, stale = 0, math.inf, -1, 0
+    prior_config = dataclasses.asdict(prior.config)
+
+    last = out_dir / "last.pt"
+    if last.exists():
+        state = safe_torch_load(last)
+        if state["prior_name"] != prior.name or state["prior_config"] != prior_config:
+            raise ValueError(f"{last}: belongs to another prior/config; use a new output folder")
+        prior.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        noise_gen.set_state(state["noise_generator"].to(noise_gen.get_state().device))
+        history = state["history"]
+        start_epoch, best, best_epoch, stale = (state["epoch"] + 1, state["best"],
+                                                state["best_epoch"], state["stale"])
+        if progress:
+            print(f"resuming from {last} at epoch {start_epoch}")
+
+    log_path = out_dir / "log.csv"
+    fields = ["epoch", "beta", "train_loss", "train_is", "train_kl", "val_loss", "val_is",
+              "val_kl", "seconds"]
+    # rewrite the log from the restored history so it matches last.pt exactly
+    with open(log_path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(history)
+
+    n_batches = len(train_sampler)
+    if config.max_batches_per_epoch:
+        n_batches = min(n_batches, config.max_batches_per_epoch)
+    for epoch in range(start_epoch, config.epochs):
+        if stale >= config.patience:
+            break
+        t0 = time.perf_counter()
+        beta = config.beta
+        if config.kl_warmup_epochs:
+            beta = config.beta * min(1.0, (epoch + 1) / config.kl_warmup_epochs)
+        prior.train()
+        tot = {"loss": 0.0, "is": 0.0, "kl": 0.0}
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
+        for i, power in enumerate(train_sampler.batches(gen)):
+            if i >= n_batches:
+                break
+            out = prior.neg_elbo(power.to(device), beta=beta, generator=noise_gen)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            opt.step()
+            for k in tot:
+                tot[k] += float(out[k].detach())
+            bar.update()
+        bar.close()
+        val = evaluate_prior(prior, val_sampler, beta=config.beta, seed=config.seed,
+                             device=device)
+        row = {"epoch": epoch, "beta": beta,
+               "train_loss": tot["loss"] / n_batches, "train_is": tot["is"] / n_batches,
+               "train_kl": tot["kl"] / n_batches, "val_loss": val["loss"],
+               "val_is": val["is"], "val_kl": val["kl"],
+               "seconds": round(time.perf_counter() - t0, 2)}
+        history.append(row)
+        if val["loss"] < best:
+            best, best_epoch, stale = val["loss"], epoch, 0
+            meta = dict(metadata or {})
+            meta.update(epochs_trained=epoch + 1, best_epoch=epoch, val_loss_per_frame=best,
+                        train_config=dataclasses.asdict(config))
+            save_prior(prior, out_dir / "best.pt", meta)
+        elif beta >= config.beta:  # patience only counts once the KL warm-up is over
+            stale += 1
+        atomic_torch_save({"prior_name": prior.name, "prior_config": prior_config,
+                           "model": prior.state_dict(), "optimizer": opt.state_dict(),
+                           "generator": gen.get_state(),
+                           "noise_generator": noise_gen.get_state().cpu(), "history": history,
+                           "epoch": epoch, "best": best, "best_epoch": best_epoch,
+                           "stale": stale}, last)
+        with open(log_path, "a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=fields).writerow(row)
+        if progress:
+            print(f"epoch {epoch:4d}  train {row['train_loss']:.2f}  val {val['loss']:.2f} "
+                  f"(IS {val['is']:.2f}, KL {val['kl']:.2f})  best {best:.2f}@{best_epoch}  "
+                  f"{row['seconds']:.1f}s", flush=True)
+    return {"best_epoch": best_epoch, "best_val_loss": best, "epochs_run": len(history),
+            "best_path": str(out_dir / "best.pt")}
