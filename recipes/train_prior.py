@@ -48,7 +48,7 @@ def main():
     top_db = data.get("trim_top_db", 40)
     train = build_cache(train_files, a.cache_dir, top_db=top_db)
     val = build_cache(val_files, a.cache_dir, top_db=top_db)
-    print(f"train frames {train.num_frames}, val frames {val.num_frames}")
+    print(f"train frames {train.num_frames}, val frames {val.num_frames}", flush=True)
     tconf = dict(conf["train"])
     if a.epochs is not None:
         tconf["epochs"] = a.epochs

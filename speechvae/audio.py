@@ -62,6 +62,8 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
         raise AudioError(f"{path}: no such file")
     if path.is_dir():
         raise AudioError(f"{path}: is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
     try:
         return sf.info(str(path))
     except Exception as exc:  # libsndfile raises several types
@@ -74,13 +76,13 @@ def _check_block(block: np.ndarray, path) -> None:
         raise AudioError(f"{path}: contains NaN or infinite samples")
 
 
+CLIP_LEVEL = 0.999  # |sample| at or above this counts as full scale
+CLIP_FRACTION = 1e-3  # warn when more than this share of samples is at full scale
+
+
 def _clip_fraction(x: np.ndarray) -> float:
-    """Fraction of samples at (or within 0.1 % of) the file's peak when that peak is near
-    full scale: a cheap detector of clipped recordings."""
-    peak = np.max(np.abs(x)) if x.size else 0.0
-    if peak < 0.99:
-        return 0.0
-    return float(np.mean(np.abs(x) >= 0.999 * peak))
+    """Fraction of samples at full scale: a cheap detector of clipped recordings."""
+    return float(np.mean(np.abs(x) >= CLIP_LEVEL)) if x.size else 0.0
 
 
 def _warn(msg: str) -> None:
@@ -88,13 +90,14 @@ def _warn(msg: str) -> None:
 
 
 def stream_audio(path: str | os.PathLike, sample_rate: int = 16000,
-                 block_s: float = 10.0) -> Iterator[np.ndarray]:
+                 block_s: float = 10.0, allow_silent: bool = False) -> Iterator[np.ndarray]:
     """Read a file block by block as mono float32 at ``sample_rate`` (bounded memory).
 
     Args:
         path: audio file.
         sample_rate: output rate in Hz; other rates are resampled with soxr (streaming).
         block_s: input block duration in seconds.
+        allow_silent: accept an all-zero signal (e.g. an estimate to be scored).
 
     Yields:
         float32 arrays of shape ``(samples,)``, in order; together they form the file.
@@ -124,7 +127,7 @@ def stream_audio(path: str | os.PathLike, sample_rate: int = 16000,
             _check_block(mono, path)
             bpeak = float(np.max(np.abs(mono))) if mono.size else 0.0
             peak = max(peak, bpeak)
-            clipped += int(np.sum(np.abs(mono) >= 0.999)) if bpeak >= 0.999 else 0
+            clipped += int(np.sum(np.abs(mono) >= CLIP_LEVEL)) if bpeak >= CLIP_LEVEL else 0
             total += mono.size
             if resampler is not None:
                 mono = resampler.resample_chunk(mono, last=False)
@@ -138,14 +141,15 @@ def stream_audio(path: str | os.PathLike, sample_rate: int = 16000,
         raise
     except sf.LibsndfileError as exc:
         raise AudioError(f"{path}: unreadable audio ({exc})")
-    if peak == 0.0:
+    if peak == 0.0 and not allow_silent:
         raise AudioError(f"{path}: signal is silent (all samples are zero)")
-    if total and clipped / total > 1e-3:
+    if total and clipped / total > CLIP_FRACTION:
         _warn(f"{path}: input looks clipped ({100 * clipped / total:.2f} % of samples at full "
               "scale); clipped peaks cannot be restored")
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> tuple[np.ndarray, int]:
+def load_audio(path: str | os.PathLike, sample_rate: int = 16000,
+               allow_silent: bool = False) -> tuple[np.ndarray, int]:
     """Read a whole file as mono float32 at ``sample_rate``.
 
     Returns:
@@ -154,7 +158,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> tuple[np.nd
     Raises:
         AudioError: as :func:`stream_audio`.
     """
-    blocks = list(stream_audio(path, sample_rate))
+    blocks = list(stream_audio(path, sample_rate, allow_silent=allow_silent))
     return np.concatenate(blocks), sample_rate
 
 
@@ -177,7 +181,7 @@ def check_waveform(waveform: np.ndarray, name: str = "waveform") -> np.ndarray:
     _check_block(x, name)
     if not np.any(x):
         raise AudioError(f"{name}: signal is silent (all samples are zero)")
-    if _clip_fraction(x) > 1e-3:
+    if _clip_fraction(x) > CLIP_FRACTION:
         _warn(f"{name}: input looks clipped; clipped peaks cannot be restored")
     return x
 
@@ -188,6 +192,17 @@ def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
         return waveform.astype(np.float32, copy=False)
     return soxr.resample(waveform.astype(np.float32), orig_sr, target_sr,
                          quality="HQ").astype(np.float32)
+
+
+def _temp_beside(path: Path, suffix: str) -> Path:
+    """A new empty hidden file next to ``path`` with the permissions a plain ``open`` would
+    give (mkstemp makes it owner-only)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return Path(tmp)
 
 
 class AtomicAudioWriter:
@@ -207,20 +222,20 @@ class AtomicAudioWriter:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise FileExistsError(f"{self.path}: output exists (use --overwrite to replace it)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part" + self.path.suffix,
-                                   dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
         ext = self.path.suffix.lower().lstrip(".")
         file_format = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG"}.get(ext)
         if file_format is None:
-            self._tmp.unlink(missing_ok=True)
             raise AudioError(f"{self.path}: unsupported output extension; use .wav, .flac or .ogg")
         if subtype is None:
             subtype = "PCM_16" if file_format in ("WAV", "FLAC") else None
-        self._file = sf.SoundFile(str(self._tmp), "w", samplerate=sample_rate, channels=1,
-                                  format=file_format, subtype=subtype)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = _temp_beside(self.path, ".part" + self.path.suffix)
+        try:
+            self._file = sf.SoundFile(str(self._tmp), "w", samplerate=sample_rate, channels=1,
+                                      format=file_format, subtype=subtype)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
         self.peak = 0.0
 
     def write(self, block: np.ndarray) -> None:

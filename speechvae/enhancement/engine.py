@@ -66,13 +66,16 @@ def enhance_segment(prior: Prior, segment: np.ndarray, config: VEMConfig,
     return s.astype(np.float32), b.astype(np.float32), res.iterations
 
 
-def _rechunk(blocks: Iterable[np.ndarray], seg: int, overlap: int) -> Iterator[np.ndarray]:
+def _rechunk(blocks: Iterable[np.ndarray], seg: int, overlap: int,
+             min_last: int = 0) -> Iterator[np.ndarray]:
     """Segments of ``seg`` samples, consecutive ones sharing ``overlap`` samples; the last
-    one holds whatever is left (at least ``overlap`` samples when there are several)."""
+    one holds whatever is left (at least ``max(overlap, min_last)`` samples when there are
+    several)."""
     buf = np.zeros(0, np.float32)
     for b in blocks:
         buf = np.concatenate([buf, b])
-        while buf.size >= seg + overlap:  # keep enough back for a non-trivial last segment
+        # keep enough back for a last segment of at least one STFT frame
+        while buf.size >= seg + max(overlap, min_last):
             yield buf[:seg]
             buf = buf[seg - overlap:]
     if buf.size:
@@ -90,7 +93,7 @@ def _enhance_stream(prior: Prior, blocks: Iterable[np.ndarray], config: VEMConfi
     fade = np.linspace(0.0, 1.0, overlap + 2, dtype=np.float32)[1:-1]
     tail_s = tail_n = None
     first = True
-    for segment in _rechunk(blocks, seg, overlap):
+    for segment in _rechunk(blocks, seg, overlap, min_last=prior.stft_config.n_fft):
         if first and segment.size < prior.stft_config.n_fft:
             raise AudioError(f"signal has {segment.size} samples, shorter than one STFT frame "
                              f"({prior.stft_config.n_fft} samples at {sr} Hz)")
@@ -181,6 +184,8 @@ def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
         FileExistsError: an output exists and ``overwrite`` is false.
     """
     input_path, output_path = Path(input_path), Path(output_path)
+    if noise_path is not None and Path(noise_path).resolve() == output_path.resolve():
+        raise AudioError(f"{noise_path}: noise output and speech output are the same file")
     for out in filter(None, [output_path, noise_path]):
         if Path(out).resolve() == input_path.resolve():
             raise AudioError(f"{out}: output would overwrite the input")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["NMFNoise", "init_nmf", "mixture_cost", "m_step"]
+__all__ = ["NMFNoise", "init_nmf", "mixture_cost", "m_step", "time_major"]
 
 TINY = 1e-12
 
@@ -35,8 +35,23 @@ class NMFNoise:
     g: torch.Tensor
 
     def noise_variance(self) -> torch.Tensor:
-        """``W H``, shape ``(batch, freq, time)``."""
-        return self.W @ self.H
+        """``W H``, shape ``(batch, freq, time)`` (stored time-major, see :func:`time_major`)."""
+        return _wh(self.W, self.H)
+
+
+def _wh(W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+    # (H^T W^T)^T: the product comes out with frequency as the fastest axis, the layout of
+    # the decoders' outputs, so element-wise work never mixes memory layouts.
+    return torch.bmm(H.transpose(1, 2), W.transpose(1, 2)).transpose(1, 2)
+
+
+def time_major(x: torch.Tensor) -> torch.Tensor:
+    """The same ``(..., freq, time)`` values stored with frequency as the fastest axis.
+
+    The priors' decoders produce this layout (one frame = one contiguous row); putting the
+    mixture in it too keeps the element-wise passes of the inference on contiguous memory.
+    """
+    return x.transpose(-1, -2).contiguous().transpose(-1, -2)
 
 
 def init_nmf(power: torch.Tensor, rank: int, generator: torch.Generator | None = None,
@@ -57,7 +72,11 @@ def init_nmf(power: torch.Tensor, rank: int, generator: torch.Generator | None =
     else:
         level = (power * mask[:, None, :]).sum(dim=(1, 2)) / (f * mask.sum(1)).clamp_min(1)
         H = H * mask[:, None, :]
-    scale = level / (W @ H).mean(dim=(1, 2)).clamp_min(TINY)
+    if mask is None:
+        model_level = _wh(W, H).mean(dim=(1, 2))
+    else:  # mean over the valid frames only (padded frames have H = 0)
+        model_level = _wh(W, H).sum(dim=(1, 2)) / (f * mask.sum(1)).clamp_min(1)
+    scale = level / model_level.clamp_min(TINY)
     H = H * scale.clamp_min(TINY)[:, None, None]
     g = torch.ones((b, 1, t), device=dev, dtype=dt)
     return normalise(NMFNoise(W, H, g))
@@ -83,7 +102,8 @@ def mixture_cost(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
 
 
 def m_step(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
-           mask: torch.Tensor | None = None, update_gain: bool = True) -> NMFNoise:
+           mask: torch.Tensor | None = None, update_gain: bool = True,
+           moments: tuple[torch.Tensor, torch.Tensor] | None = None) -> NMFNoise:
     """One pass of the square-root multiplicative updates of ``W``, ``H`` then ``g``.
 
     Args:
@@ -93,6 +113,8 @@ def m_step(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
         nmf: current parameters.
         mask: optional ``(batch, time)`` of valid frames; padded frames do not contribute.
         update_gain: also update the per-frame gain ``g``.
+        moments: optional ``(1/Vx, P/Vx^2)`` at the current parameters, each of the shape
+            of ``speech_var``, when the caller has them already (saves one pass).
 
     Returns:
         Updated, normalised parameters (new tensors).
@@ -102,23 +124,28 @@ def m_step(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
     """
     W, H, g = nmf.W, nmf.H, nmf.g
     m = None if mask is None else mask[:, None, :]
+    gvs = g * speech_var
 
-    def moments(W, H, g):
-        vx = g * speech_var + W @ H  # (R, B, F, T)
-        inv = 1.0 / vx
-        a = (power * inv.square()).sum(0)  # sum_r P Vx^-2
-        b = inv.sum(0)  # sum_r Vx^-1
+    def sums(inv, p_inv2):
+        # sum over samples of 1/Vx and P/Vx^2, masked: (batch, freq, time)
+        a, b = (p_inv2[0], inv[0]) if p_inv2.shape[0] == 1 else (p_inv2.sum(0), inv.sum(0))
         if m is not None:
             a, b = a * m, b * m
-        return vx, inv, a, b
+        return a, b
 
-    _, _, a, b = moments(W, H, g)
-    W = W * ((a @ H.transpose(1, 2)) / (b @ H.transpose(1, 2)).clamp_min(TINY)).sqrt()
-    _, _, a, b = moments(W, H, g)
-    H = H * ((W.transpose(1, 2) @ a) / (W.transpose(1, 2) @ b).clamp_min(TINY)).sqrt()
+    def inverse(W, H):
+        inv = (gvs + _wh(W, H)).reciprocal()
+        return inv, power * inv.square()
+
+    a, b = sums(*(moments if moments is not None else inverse(W, H)))
+    Ht = H.transpose(1, 2)
+    W = W * ((a @ Ht) / (b @ Ht).clamp_min(TINY)).sqrt()
+    a, b = sums(*inverse(W, H))
+    Wt = W.transpose(1, 2)
+    H = H * ((Wt @ a) / (Wt @ b).clamp_min(TINY)).sqrt()
     if update_gain:
-        _, inv, _, _ = moments(W, H, g)
-        num = (power * speech_var * inv.square()).sum(dim=(0, 2), keepdim=False)  # (B, T)
+        inv, p_inv2 = inverse(W, H)
+        num = (speech_var * p_inv2).sum(dim=(0, 2))  # (batch, time)
         den = (speech_var * inv).sum(dim=(0, 2))
         g = g * (num / den.clamp_min(TINY)).sqrt()[:, None, :]
         if m is not None:

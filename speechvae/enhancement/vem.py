@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..priors.base import Prior
-from .nmf import NMFNoise, init_nmf, m_step
+from .nmf import NMFNoise, init_nmf, m_step, time_major
 
 __all__ = ["VEMConfig", "VEMResult", "vem"]
 
@@ -111,7 +111,7 @@ def vem(prior: Prior, mixture_stft: torch.Tensor, config: VEMConfig = VEMConfig(
     if mixture_stft.shape[1] != prior.stft_config.n_freq:
         raise ValueError(f"mixture has {mixture_stft.shape[1]} frequency bins, the prior "
                          f"expects {prior.stft_config.n_freq}")
-    power = mixture_stft.abs().square()
+    power = time_major(mixture_stft.abs().square())
     n_bins = power.numel()
     # the fine-tuned copy: only its encoder parameters are optimised
     local = copy.deepcopy(prior)
@@ -130,16 +130,24 @@ def vem(prior: Prior, mixture_stft: torch.Tensor, config: VEMConfig = VEMConfig(
             post = local.encode(power)
             z = post.rsample(generator, num_samples=config.samples)  # (R, 1, L, T)
             vs = local.decode(z)
-            vx = nmf.g * vs + nmf.noise_variance()
-            nll = (power / vx + torch.log(vx)).sum() / config.samples
             kl = local.kl(post, z[0]).sum()
-            loss = nll + config.beta * kl
+            with torch.no_grad():
+                # The mixture term and its gradient in closed form (fewer passes over the
+                # (freq, time) tensors than autograd): with Vx = g v + WH,
+                # d/dv sum[P/Vx + log Vx] = g (1/Vx - P/Vx^2).
+                vs_d = vs.detach()
+                vx = nmf.g * vs_d + nmf.noise_variance()
+                inv = vx.reciprocal()
+                p_inv2 = power * inv.square()
+                nll = (power * inv + torch.log(vx)).sum() / config.samples
+                grad_vs = nmf.g * (inv - p_inv2) / config.samples
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward([vs, config.beta * kl], [grad_vs, None])
             opt.step()
         with torch.no_grad():
-            nmf = m_step(power, vs.detach(), nmf)
-        objective.append(float(loss.detach()) / n_bins)
+            # the first update of the M-step reuses 1/Vx and P/Vx^2 of the E-step
+            nmf = m_step(power, vs_d, nmf, moments=(inv, p_inv2))
+        objective.append((float(nll) + config.beta * float(kl.detach())) / n_bins)
         w = config.tol_window
         if config.tol > 0 and it >= 2 * w:
             prev = sum(objective[-2 * w:-w]) / w

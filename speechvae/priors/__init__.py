@@ -23,7 +23,8 @@ def load_prior(name_or_path: str = "vae", device="cpu") -> Prior:
     if name_or_path in shipped_priors():
         p = pretrained_path(name_or_path)
     elif not p.exists():
-        raise CheckpointError(f"{name_or_path}: neither a shipped prior "
-                              f"({', '.join(shipped_priors())}) nor a checkpoint file")
+        shipped = ", ".join(shipped_priors()) or "none installed"
+        raise CheckpointError(f"{name_or_path}: neither a shipped prior ({shipped}) nor a "
+                              "checkpoint file")
     prior = load_checkpoint(p, map_location="cpu")
     return prior.to(device)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -207,8 +207,9 @@ def save_prior(prior: Prior, path: str | os.PathLike, metadata: dict | None = No
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the destination folder, then rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    from ..audio import _temp_beside
+
+    tmp = _temp_beside(path, ".part")
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
@@ -225,13 +226,21 @@ def safe_torch_load(path: str | os.PathLike, map_location="cpu"):
         CheckpointError: missing file, not a torch file, or a disallowed pickled object.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError for non-zip files, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: refused or unreadable checkpoint ({first})") from None
+        text = str(exc)
+        match = re.search(r"GLOBAL ([\w.]+)", text)
+        if match:
+            raise CheckpointError(f"{path}: refused: the checkpoint holds a disallowed pickled "
+                                  f"object ({match.group(1)}); only tensors and plain values "
+                                  "are loaded") from None
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: unreadable checkpoint ({first})") from None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu",
@@ -269,7 +278,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu",
                               f"({str(exc).splitlines()[0]})") from None
     prior.metadata = payload.get("metadata", {})
     prior.eval()
-    return prior.to(map_location) if not isinstance(map_location, str) or map_location else prior
+    return prior.to(map_location)
 
 
 def _tuplify(d: dict) -> dict:

@@ -60,7 +60,7 @@ def _cache_key(files: list[str], stft: STFTConfig, top_db: float) -> str:
     h.update(json.dumps([stft.to_dict(), top_db]).encode())
     for f in files:
         st = os.stat(f)
-        h.update(f"{os.path.abspath(f)}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+        h.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -72,8 +72,6 @@ def build_cache(files, cache_dir: str | os.PathLike, stft: STFTConfig = DEFAULT_
     threshold; it is written to a temporary name and renamed, so an interrupted build is
     simply redone.
     """
-    from tqdm.auto import tqdm
-
     files = [str(f) for f in files]
     if not files:
         raise ValueError("no training files")
@@ -85,23 +83,36 @@ def build_cache(files, cache_dir: str | os.PathLike, stft: STFTConfig = DEFAULT_
     if not (data_path.exists() and meta_path.exists()):
         tmp = data_path.with_suffix(".part")
         offsets = [0]
-        with open(tmp, "wb") as fh:
-            for f in tqdm(files, desc=f"spectrograms -> {cache_dir.name}", disable=not progress,
-                          unit="file"):
-                x, _ = load_audio(f, stft.sample_rate)
-                x = x / np.max(np.abs(x))
-                p = power_spectrogram(torch.from_numpy(x), stft).numpy()
-                p = trim_silence(p, top_db)
-                fh.write(np.ascontiguousarray(p.T, dtype=np.float32).tobytes())
-                offsets.append(offsets[-1] + p.shape[1])
+        try:
+            _write_cache(files, tmp, offsets, stft, top_db, progress, cache_dir.name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, data_path)
-        meta_path.write_text(json.dumps({"files": files, "offsets": offsets,
-                                         "n_freq": stft.n_freq}))
+        meta_tmp = meta_path.with_suffix(".part")
+        meta_tmp.write_text(json.dumps({"files": files, "offsets": offsets,
+                                        "n_freq": stft.n_freq}))
+        os.replace(meta_tmp, meta_path)
     meta = json.loads(meta_path.read_text())
     offsets = np.asarray(meta["offsets"], dtype=np.int64)
     frames = np.memmap(data_path, dtype=np.float32, mode="r",
                        shape=(int(offsets[-1]), meta["n_freq"]))
     return SpectrogramCache(frames, offsets, meta["files"])
+
+
+def _write_cache(files, tmp, offsets, stft, top_db, progress, name):
+    """Append each file's trimmed power spectrogram (frames x freq) to ``tmp``."""
+    from tqdm.auto import tqdm
+
+    with open(tmp, "wb") as fh:
+        for f in tqdm(files, desc=f"spectrograms -> {name}", disable=not progress,
+                      unit="file"):
+            x, _ = load_audio(f, stft.sample_rate)
+            x = x / np.max(np.abs(x))
+            p = power_spectrogram(torch.from_numpy(x), stft).numpy()
+            p = trim_silence(p, top_db)
+            fh.write(np.ascontiguousarray(p.T, dtype=np.float32).tobytes())
+            offsets.append(offsets[-1] + p.shape[1])
 
 
 class SegmentSampler:
@@ -111,17 +122,28 @@ class SegmentSampler:
     file boundaries; files shorter than ``length`` are skipped. One epoch visits every
     non-overlapping segment start once, in a random order drawn from ``generator``.
 
+    Segments whose mean frame energy is more than ``silence_db`` dB below the loudest frame
+    of their file are skipped (digital silence inside recordings has zero power, where the
+    Itakura–Saito divergence is degenerate); ``None`` keeps everything.
+
     Yields power tensors of shape ``(batch, freq, length)``.
     """
 
-    def __init__(self, cache: SpectrogramCache, length: int, batch_size: int):
+    def __init__(self, cache: SpectrogramCache, length: int, batch_size: int,
+                 silence_db: float | None = 50.0):
         self.cache, self.length, self.batch_size = cache, length, batch_size
         starts = []
         for a, b in zip(cache.offsets[:-1], cache.offsets[1:]):
-            if b - a >= length:
-                starts.append(np.arange(a, b - length + 1, length))
-        if not starts:
-            raise ValueError(f"no file has {length} frames")
+            if b - a < length:
+                continue
+            st = np.arange(a, b - length + 1, length)
+            if silence_db is not None:
+                energy = np.asarray(cache.frames[a:b].sum(axis=1), dtype=np.float64)
+                seg = energy[: (b - a) // length * length].reshape(-1, length).mean(1)
+                st = st[: seg.size][seg > energy.max() * 10 ** (-silence_db / 10)]
+            starts.append(st)
+        if not starts or not sum(map(len, starts)):
+            raise ValueError(f"no file has {length} non-silent frames")
         self.starts = np.concatenate(starts)
 
     def __len__(self) -> int:

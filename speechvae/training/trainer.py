@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ class TrainConfig:
         patience: stop after this many epochs without a validation improvement.
         seed: seeds weights (via the caller), batch order and reparameterisation noise.
         max_batches_per_epoch: cap on batches per epoch (None = whole training set).
+        silence_db: skip segments this far below their file's loudest frame (None: keep all).
+        grad_clip: clip the gradient norm to this value (None: no clipping).
     """
 
     epochs: int = 500
@@ -50,6 +53,8 @@ class TrainConfig:
     patience: int = 20
     seed: int = 0
     max_batches_per_epoch: int | None = None
+    silence_db: float | None = 50.0
+    grad_clip: float | None = None
 
 
 @torch.no_grad()
@@ -90,8 +95,10 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
     opt = torch.optim.Adam(prior.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
     noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
-    train_sampler = SegmentSampler(train, config.sequence_length, config.batch_size)
-    val_sampler = SegmentSampler(val, config.sequence_length, config.batch_size)
+    train_sampler = SegmentSampler(train, config.sequence_length, config.batch_size,
+                                   config.silence_db)
+    val_sampler = SegmentSampler(val, config.sequence_length, config.batch_size,
+                                 config.silence_db)
     history: list[dict] = []
     start_epoch, best, best_epoch, stale = 0, math.inf, -1, 0
     prior_config = dataclasses.asdict(prior.config)
@@ -132,13 +139,15 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
             beta = config.beta * min(1.0, (epoch + 1) / config.kl_warmup_epochs)
         prior.train()
         tot = {"loss": 0.0, "is": 0.0, "kl": 0.0}
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch}", disable=not progress or not sys.stderr.isatty(), leave=False)
         for i, power in enumerate(train_sampler.batches(gen)):
             if i >= n_batches:
                 break
             out = prior.neg_elbo(power.to(device), beta=beta, generator=noise_gen)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(prior.parameters(), config.grad_clip)
             opt.step()
             for k in tot:
                 tot[k] += float(out[k].detach())

@@ -1,0 +1,320 @@
+"""``speechvae enhance``: denoise audio files with a pretrained prior."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from ._common import (
+    CLIError,
+    emit,
+    exception_message,
+    expected_errors,
+    format_seconds,
+    print_json,
+    resolve_device,
+    set_threads,
+    warn,
+)
+
+OUTPUT_SUFFIX = "_enhanced"
+NOISE_SUFFIX = "_noise"
+OUTPUT_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+@dataclass
+class Job:
+    """One input file and where its outputs go.
+
+    Attributes:
+        input: the noisy file.
+        output: the enhanced speech file.
+        noise: the noise estimate file, or None.
+        from_folder: whether the input was found by searching a folder argument.
+        duration_s: input duration in seconds (from the file header).
+    """
+
+    input: Path
+    output: Path
+    noise: Path | None
+    from_folder: bool
+    duration_s: float = 0.0
+
+
+def _output_paths(path: Path, root: Path | None, output: Path | None,
+                  output_dir: Path | None, noise: bool) -> tuple[Path, Path | None]:
+    """Enhanced (and noise) output paths of one input (see ``speechvae enhance --help``)."""
+    if output is not None:
+        out = output
+        noise_path = out.with_name(out.stem + NOISE_SUFFIX + out.suffix) if noise else None
+        return out, noise_path
+    if output_dir is not None:
+        rel_dir = path.parent.relative_to(root) if root is not None else Path()
+        folder = output_dir / rel_dir
+    else:
+        folder = path.parent
+    out = folder / f"{path.stem}{OUTPUT_SUFFIX}.wav"
+    noise_path = folder / f"{path.stem}{NOISE_SUFFIX}.wav" if noise else None
+    return out, noise_path
+
+
+def plan_jobs(inputs: tuple[str, ...], output: Path | None, output_dir: Path | None,
+              noise: bool) -> list[Job]:
+    """Expand the input arguments into jobs and check that the output names are sane.
+
+    Folders are searched recursively for audio files. Files found in a folder that are the
+    planned output of another input (``x_enhanced.wav`` next to ``x.wav`` from an earlier
+    run) are left out, with a warning.
+
+    Raises:
+        AudioError: a missing input, or a folder without audio files.
+        click.UsageError: ``-o`` with other than exactly one input file.
+        CLIError: an output that would replace an input, or two inputs sharing an output.
+    """
+    from speechvae.audio import list_audio_files
+
+    entries: list[tuple[Path, Path | None]] = []  # (file, folder it was found in)
+    seen: set[Path] = set()
+    for arg in inputs:
+        p = Path(arg)
+        root = p if p.is_dir() else None
+        for f in list_audio_files([p]):
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                entries.append((f, root))
+    if output is not None:
+        if len(entries) != 1 or entries[0][1] is not None:
+            what = "a folder" if any(r is not None for _, r in entries) else \
+                f"{len(entries)} files"
+            raise click.UsageError(f"-o/--output needs exactly one input file, got {what}; "
+                                   "use --output-dir for several")
+        if output.suffix.lower() not in OUTPUT_EXTENSIONS:
+            raise CLIError(f"{output}: unsupported output extension; use "
+                           f"{', '.join(OUTPUT_EXTENSIONS)}")
+        if output.is_dir():
+            raise CLIError(f"{output}: is a folder; use --output-dir DIR to write into it")
+
+    def make(entries):
+        return [Job(f, *_output_paths(f, root, output, output_dir, noise), root is not None)
+                for f, root in entries]
+
+    jobs = make(entries)
+    planned = {p.resolve() for j in jobs for p in (j.output, j.noise) if p is not None}
+    skipped = [j.input for j in jobs if j.from_folder and j.input.resolve() in planned]
+    if skipped:
+        warn(f"left out {len(skipped)} file(s) found in folders that are outputs of other "
+             f"inputs ({', '.join(p.name for p in skipped[:3])}"
+             f"{', ...' if len(skipped) > 3 else ''})")
+        jobs = make([e for e in entries if e[0] not in skipped])
+
+    inputs_resolved = {j.input.resolve(): j.input for j in jobs}
+    owners: dict[Path, Path] = {}
+    for j in jobs:
+        for out in (j.output, j.noise):
+            if out is None:
+                continue
+            key = out.resolve()
+            if key in inputs_resolved:
+                raise CLIError(f"{out}: output would overwrite the input "
+                               f"{inputs_resolved[key]}")
+            if key in owners:
+                raise CLIError(f"{owners[key]} and {j.input} would both be written to {out}; "
+                               "rename one or use separate runs")
+            owners[key] = j.input
+    return jobs
+
+
+def check_outputs(jobs: list[Job], overwrite: bool, skip_existing: bool) -> list[Job]:
+    """Refuse (or skip) jobs whose outputs exist, before anything is processed.
+
+    Returns:
+        the jobs left to run.
+
+    Raises:
+        CLIError: an output exists and neither ``overwrite`` nor ``skip_existing`` is set,
+            or an output path is a folder.
+    """
+    todo, existing = [], []
+    for j in jobs:
+        outs = [o for o in (j.output, j.noise) if o is not None]
+        for o in outs:
+            if o.is_dir():
+                raise CLIError(f"{o}: output path is a folder")
+        present = [o for o in outs if o.exists()]
+        if skip_existing and len(present) == len(outs):
+            continue
+        existing += present
+        todo.append(j)
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        hint = "--overwrite to replace" + (" them" if more else " it")
+        if not skip_existing:
+            hint += " or --skip-existing to keep"
+        raise CLIError(f"{existing[0]}: output exists{more}; use {hint}")
+    return todo
+
+
+def check_input(job: Job) -> None:
+    """Cheap header checks of one input (readable audio, not empty); sets ``duration_s``.
+
+    Raises:
+        AudioError: missing, unreadable or empty file.
+    """
+    from speechvae.audio import AudioError, audio_info
+
+    if job.input.is_file() and job.input.stat().st_size == 0:
+        raise AudioError(f"{job.input}: empty file (0 bytes)")
+    info = audio_info(job.input)
+    if info.frames == 0:
+        raise AudioError(f"{job.input}: empty audio file (0 samples)")
+    job.duration_s = info.frames / info.samplerate
+
+
+@click.command(no_args_is_help=True,
+               short_help="Denoise audio files with a pretrained prior (VEM + NMF noise).")
+@click.argument("inputs", metavar="IN...", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=True, path_type=Path),
+              help="Output file (.wav, .flac or .ogg); only with exactly one input file.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write DIR/<stem>_enhanced.wav; files found in a folder keep their "
+                   "sub-folder under DIR.")
+@click.option("--prior", "prior_name", default="vae", show_default=True, metavar="NAME|PATH",
+              help="Shipped prior name or prior checkpoint file (see 'speechvae priors').")
+@click.option("--iterations", type=click.IntRange(min=1), metavar="N",
+              help="Maximum VEM iterations [default: VEMConfig.iterations, 100].")
+@click.option("--nmf-rank", type=click.IntRange(min=1), metavar="K",
+              help="Rank of the NMF noise model [default: VEMConfig.nmf_rank, 8].")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of all random draws; every file uses it, so a file's result does "
+                   "not depend on the other files.")
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda[:N]",
+              help="Torch device.")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="CPU threads used by torch [default: torch's choice].")
+@click.option("--noise-output/--no-noise-output", default=False, show_default=True,
+              help="Also write the noise estimate, <stem>_noise.wav (with -o: OUT_noise.ext).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--skip-existing", is_flag=True,
+              help="Leave out inputs whose outputs exist (resume an interrupted batch).")
+@click.option("--keep-going", is_flag=True,
+              help="Go on with the other files after a file fails (exit code 1 at the end).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr [default: when stderr is a terminal].")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+def enhance(inputs, output, output_dir, prior_name, iterations, nmf_rank, seed, device,
+            threads, noise_output, overwrite, skip_existing, keep_going, progress, as_json):
+    """Enhance noisy speech files IN... (files and/or folders, searched recursively).
+
+    Each output is mono 16-bit PCM at the prior's rate (16 kHz), with the input's duration;
+    by default IN_enhanced.wav beside the input. All outputs are checked before anything is
+    processed: an existing output is refused unless --overwrite (or --skip-existing), and an
+    input is never overwritten. Each output is written to a temporary file and renamed once
+    complete, so a failure leaves no partial file. Multichannel inputs are averaged to mono
+    and other sample rates are resampled, each with a warning.
+
+    \b
+    Examples:
+      speechvae enhance noisy.wav                      # -> noisy_enhanced.wav
+      speechvae enhance noisy.wav -o clean.wav --iterations 50
+      speechvae enhance recordings/ --output-dir enhanced/ --device cuda
+    """
+    from speechvae.enhancement import VEMConfig, enhance_file
+    from speechvae.priors import load_prior
+
+    if output is not None and output_dir is not None:
+        raise click.UsageError("-o/--output and --output-dir cannot be used together")
+    if overwrite and skip_existing:
+        raise click.UsageError("--overwrite and --skip-existing cannot be used together")
+    device = resolve_device(device)
+    set_threads(threads)
+
+    jobs = plan_jobs(inputs, output, output_dir, noise_output)
+    jobs = check_outputs(jobs, overwrite, skip_existing)
+    failures: list[dict] = []
+
+    def fail(job: Job, exc: BaseException) -> None:
+        msg = exception_message(exc)
+        if not keep_going:
+            raise CLIError(msg) from exc
+        emit(f"error: {msg}", err=True)
+        failures.append({"input": str(job.input), "error": msg})
+
+    checked = []
+    for job in jobs:
+        try:
+            check_input(job)
+            checked.append(job)
+        except expected_errors() as exc:
+            fail(job, exc)
+    jobs = checked
+
+    prior = load_prior(prior_name, device=device)
+    config = VEMConfig()
+    overrides = {k: v for k, v in (("iterations", iterations), ("nmf_rank", nmf_rank))
+                 if v is not None}
+    config = dataclasses.replace(config, **overrides)
+
+    results = _run(jobs, prior, config, seed, device, overwrite, progress, as_json, fail,
+                   enhance_file)
+
+    total_audio = sum(r["duration_s"] for r in results)
+    total_wall = sum(r["seconds"] for r in results)
+    if as_json:
+        print_json({"prior": prior_name, "device": device, "seed": seed,
+                    "config": dataclasses.asdict(config), "files": results,
+                    "failed": failures, "duration_s": total_audio, "seconds": total_wall})
+    else:
+        emit(f"enhanced {len(results)} file(s), {format_seconds(total_audio)} of audio in "
+             f"{format_seconds(total_wall)}"
+             + (f"; {len(failures)} failed" if failures else ""))
+    if failures:
+        raise SystemExit(1)
+
+
+def _run(jobs, prior, config, seed, device, overwrite, progress, as_json, fail,
+         enhance_file) -> list[dict]:
+    """Enhance every job with one progress bar over seconds of audio."""
+    from tqdm import tqdm
+
+    results = []
+    total = sum(j.duration_s for j in jobs)
+    disable = None if progress is None else not progress  # None: only on a terminal
+    with tqdm(total=round(total, 2), unit="s", desc="enhance", disable=disable, leave=False,
+              bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio "
+                         "[{elapsed}<{remaining}{postfix}]") as bar:
+        for i, job in enumerate(jobs):
+            bar.set_postfix_str(f"{i + 1}/{len(jobs)} {job.input.name}", refresh=False)
+            done = 0.0
+
+            def on_segment(seconds: float, iterations: int, job=job) -> None:
+                nonlocal done
+                step = max(0.0, min(seconds, job.duration_s - done))  # segments overlap
+                done += step
+                bar.update(step)
+
+            t0 = time.perf_counter()
+            try:
+                info = enhance_file(job.input, job.output, prior=prior, config=config,
+                                    seed=seed, device=device, overwrite=overwrite,
+                                    noise_path=job.noise, progress=on_segment)
+            except expected_errors() as exc:
+                bar.update(job.duration_s - done)
+                fail(job, exc)
+                continue
+            bar.update(job.duration_s - done)
+            seconds = time.perf_counter() - t0
+            result = {"input": str(job.input), "output": str(job.output),
+                      "noise": str(job.noise) if job.noise else None,
+                      "duration_s": round(info["duration_s"], 4),
+                      "iterations": info["iterations"], "seconds": round(seconds, 3)}
+            results.append(result)
+            if not as_json:
+                iters = sum(info["iterations"])
+                emit(f"{job.input} -> {job.output}  ({format_seconds(info['duration_s'])}, "
+                     f"{iters} iteration{'s' if iters != 1 else ''}, "
+                     f"{format_seconds(seconds)})")
+    return results
