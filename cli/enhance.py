@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from speechvae.enhancement.vem import VEMConfig
 
 from ._common import (
     CLIError,
@@ -185,9 +186,9 @@ def check_input(job: Job) -> None:
 @click.option("--prior", "prior_name", default="vae", show_default=True, metavar="NAME|PATH",
               help="Shipped prior name or prior checkpoint file (see 'speechvae priors').")
 @click.option("--iterations", type=click.IntRange(min=1), metavar="N",
-              help="Maximum VEM iterations [default: VEMConfig.iterations, 100].")
+              help=f"Maximum VEM iterations [default: {VEMConfig.iterations}].")
 @click.option("--nmf-rank", type=click.IntRange(min=1), metavar="K",
-              help="Rank of the NMF noise model [default: VEMConfig.nmf_rank, 8].")
+              help=f"Rank of the NMF noise model [default: {VEMConfig.nmf_rank}].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of all random draws; every file uses it, so a file's result does "
                    "not depend on the other files.")

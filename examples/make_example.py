@@ -14,7 +14,7 @@ import soundfile as sf
 HERE = Path(__file__).resolve().parent
 root = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parents[1] / "shared" / "data"
 sys.path.insert(0, str(root))
-from make_mixtures import mix  # noqa: E402
+from make_mixtures import mix
 
 clean, sr = sf.read(root / "speech/train/libri229/229-130880-0000.flac", dtype="float64")
 noise, _ = sf.read(root / "noise/home/speechcommands_doing_the_dishes.flac", dtype="float64")

@@ -20,10 +20,10 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DEFAULT_DATA_ROOT, speaker_split  # noqa: E402
+from common import DEFAULT_DATA_ROOT, speaker_split
 
-from speechvae.priors import get_prior_class  # noqa: E402
-from speechvae.training import TrainConfig, build_cache, train_prior  # noqa: E402
+from speechvae.priors import get_prior_class
+from speechvae.training import TrainConfig, build_cache, train_prior
 
 
 def main():
@@ -59,8 +59,9 @@ def main():
     torch.manual_seed(train_config.seed)
     prior = cls(cls.config_class(**pconf))
     try:
+        # outside a git checkout: empty commit, not an error
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()
+                                text=True, check=False).stdout.strip()
     except OSError:
         commit = ""
     meta = {"data": split_info, "recipe": str(a.config), "commit": commit,

@@ -23,7 +23,17 @@ _LAZY = {
     "metrics": ("speechvae.metrics", None),
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [  # the names of _LAZY, written out for static tools
+    "EnhanceResult",
+    "VEMConfig",
+    "__version__",
+    "available_priors",
+    "enhance",
+    "enhance_file",
+    "load_prior",
+    "metrics",
+]
+assert set(__all__) == {"__version__", *_LAZY}
 
 
 def __getattr__(name):

@@ -20,23 +20,23 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
+    "AtomicAudioWriter",
     "AudioError",
     "AudioWarning",
+    "audio_info",
+    "list_audio_files",
     "load_audio",
     "stream_audio",
-    "audio_info",
     "write_audio",
-    "AtomicAudioWriter",
-    "list_audio_files",
-    "AUDIO_EXTENSIONS",
 ]
 
 #: File name extensions collected when a folder is given.
@@ -66,7 +66,7 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
         raise AudioError(f"{path}: empty file (0 bytes)")
     try:
         return sf.info(str(path))
-    except Exception as exc:  # libsndfile raises several types
+    except Exception as exc:  # noqa: BLE001 -- libsndfile raises several types; all mean unreadable
         raise AudioError(f"{path}: not an audio file that soundfile can read "
                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
 
@@ -254,7 +254,7 @@ class AtomicAudioWriter:
             self._file.close()
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "AtomicAudioWriter":
+    def __enter__(self) -> AtomicAudioWriter:  # noqa: PYI034 -- typing.Self needs 3.11
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

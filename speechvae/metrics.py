@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["si_sdr", "pesq_wb", "pesq_nb", "stoi", "estoi", "score", "METRICS"]
+__all__ = ["METRICS", "estoi", "pesq_nb", "pesq_wb", "score", "si_sdr", "stoi"]
 
 #: metric names in table order
 METRICS = ("SI-SDR", "PESQ-WB", "PESQ-NB", "STOI", "ESTOI")
@@ -103,7 +103,7 @@ def score(reference, estimate, sample_rate: int = 16000) -> dict[str, float]:
     for name, fn in (("PESQ-WB", pesq_wb), ("PESQ-NB", pesq_nb)):
         try:
             out[name] = fn(reference, estimate, sample_rate)
-        except Exception:  # pesq raises NoUtterancesError / BufferTooShortError
+        except Exception:  # noqa: BLE001 -- pesq raises NoUtterancesError / BufferTooShortError
             out[name] = float("nan")
     out["STOI"] = stoi(reference, estimate, sample_rate)
     out["ESTOI"] = estoi(reference, estimate, sample_rate)

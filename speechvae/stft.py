@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-__all__ = ["STFTConfig", "DEFAULT_STFT", "stft", "istft", "power_spectrogram", "num_frames"]
+__all__ = ["DEFAULT_STFT", "STFTConfig", "istft", "num_frames", "power_spectrogram", "stft"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class STFTConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "STFTConfig":
+    def from_dict(cls, d: dict) -> STFTConfig:
         return cls(**d)
 
 

@@ -332,3 +332,13 @@ def test_unknown_prior_lists_choices():
     for name in PRIORS:
         assert name in msg
 
+
+
+@pytest.mark.parametrize("hidden", [(), (16,), (32, 8), (32, 16, 8)])
+def test_vae_depths_mirror_encoder(hidden):
+    """Decoder layers mirror the encoder for any depth (encode -> decode keeps shapes)."""
+    prior = VAE(VAEConfig(hidden_dims=hidden, latent_dim=4))
+    power = torch.rand(2, 513, 7) + 0.1
+    post = prior.encode(power)
+    assert post.mean.shape == (2, 4, 7)
+    assert prior.decode(post.mean).shape == (2, 513, 7)

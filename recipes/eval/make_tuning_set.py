@@ -18,7 +18,7 @@ from pathlib import Path
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import DEFAULT_DATA_ROOT, read_manifest, speaker_split  # noqa: E402
+from common import DEFAULT_DATA_ROOT, read_manifest, speaker_split
 
 
 def main():
@@ -31,7 +31,8 @@ def main():
     root = a.data_root
     _, val, _ = speaker_split(root)
     val = [p for p in val if sf.info(str(p)).duration >= 4.0]
-    used = {r["noise"] for r in csv.DictReader(open(root / "devset.csv"))}
+    with open(root / "devset.csv", newline="") as f:
+        used = {r["noise"] for r in csv.DictReader(f)}
     noises = [r["path"] for r in read_manifest(root)
               if r["split"] == "noise" and r["path"] not in used]
     rng = random.Random(a.seed)

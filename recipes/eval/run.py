@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import DEFAULT_DATA_ROOT  # noqa: E402
+from common import DEFAULT_DATA_ROOT
 
-import speechvae  # noqa: E402
-from speechvae.audio import load_audio  # noqa: E402
-from speechvae.metrics import METRICS, score  # noqa: E402
+import speechvae
+from speechvae.audio import load_audio
+from speechvae.metrics import METRICS, score
 
 
 def render_devset(data_root: Path, work_dir: Path) -> Path:
@@ -44,17 +44,20 @@ def render_devset(data_root: Path, work_dir: Path) -> Path:
 
 
 def machine_line(threads: int, device: str) -> str:
+    # outside a git checkout both print nothing: "unknown" commit, not dirty
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=Path(__file__).parent).stdout.strip() or "unknown"
+                            text=True, cwd=Path(__file__).parent,
+                            check=False).stdout.strip() or "unknown"
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True,
-                           cwd=Path(__file__).parent).stdout.strip()
+                           capture_output=True, text=True, cwd=Path(__file__).parent,
+                           check=False).stdout.strip()
     cpu = platform.processor() or platform.machine()
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     return (f"machine: {cpu}, {os.cpu_count()} cores; threads: {threads}; device: {device}; "
@@ -101,9 +104,10 @@ def main():
     if not (a.data_root / "devset.csv").exists():
         sys.exit(f"error: {a.data_root}/devset.csv not found (give --data-root)")
     dev = render_devset(a.data_root, a.work_dir)
-    pairs = list(csv.DictReader(open(dev / "list.csv")))[::a.every][: a.limit]
-    over = {k: v for k, v in dict(iterations=a.iterations, nmf_rank=a.nmf_rank, lr=a.lr,
-                                   tol=a.tol).items() if v is not None}
+    with open(dev / "list.csv", newline="") as f:
+        pairs = list(csv.DictReader(f))[::a.every][: a.limit]
+    over = {k: v for k, v in {"iterations": a.iterations, "nmf_rank": a.nmf_rank, "lr": a.lr,
+                              "tol": a.tol}.items() if v is not None}
     config = dataclasses.replace(speechvae.VEMConfig(), **over)
     prior = speechvae.load_prior(a.prior, device=a.device)
     method = "vae-vem"

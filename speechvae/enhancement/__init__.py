@@ -6,5 +6,16 @@ from .engine import EnhanceResult, enhance, enhance_file, enhance_segment
 from .nmf import NMFNoise, init_nmf, m_step, mixture_cost
 from .vem import VEMConfig, VEMResult, vem
 
-__all__ = ["EnhanceResult", "enhance", "enhance_file", "enhance_segment", "NMFNoise",
-           "init_nmf", "m_step", "mixture_cost", "VEMConfig", "VEMResult", "vem"]
+__all__ = [
+           "EnhanceResult",
+           "NMFNoise",
+           "VEMConfig",
+           "VEMResult",
+           "enhance",
+           "enhance_file",
+           "enhance_segment",
+           "init_nmf",
+           "m_step",
+           "mixture_cost",
+           "vem",
+]

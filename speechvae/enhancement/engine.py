@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
-from ..audio import AtomicAudioWriter, AudioError, AudioWarning, check_waveform, resample
-from ..audio import stream_audio
+from ..audio import (
+    AtomicAudioWriter,
+    AudioError,
+    AudioWarning,
+    check_waveform,
+    resample,
+    stream_audio,
+)
 from ..priors import Prior, load_prior
 from ..stft import istft, stft
 from .vem import VEMConfig, vem
@@ -117,7 +123,7 @@ def _enhance_stream(prior: Prior, blocks: Iterable[np.ndarray], config: VEMConfi
 
 
 def enhance(waveform, sample_rate: int, prior: Prior | str | None = None,
-            config: VEMConfig = VEMConfig(), seed: int = 0, device="cpu",
+            config: VEMConfig | None = None, seed: int = 0, device="cpu",
             segment_s: float = 30.0, overlap_s: float = 1.0) -> EnhanceResult:
     """Enhance a noisy speech waveform with a clean-speech prior and an NMF noise model.
 
@@ -128,7 +134,7 @@ def enhance(waveform, sample_rate: int, prior: Prior | str | None = None,
             a warning, and the output is at the prior's rate.
         prior: a :class:`~speechvae.priors.Prior`, a shipped name (``"vae"``) or a checkpoint
             path; default the shipped ``"vae"``.
-        config: VEM settings (:class:`VEMConfig`).
+        config: VEM settings (:class:`VEMConfig`); default ``VEMConfig()``.
         seed: seed of every random draw; the same seed gives the same output.
         device: ``"cpu"`` or ``"cuda"``.
         segment_s, overlap_s: segmentation of long signals (seconds).
@@ -142,6 +148,7 @@ def enhance(waveform, sample_rate: int, prior: Prior | str | None = None,
     References:
         Leglaive et al., ICASSP 2020; Bie et al., TASLP 2022 (VEM); Leglaive et al., MLSP 2018.
     """
+    config = config or VEMConfig()
     prior = _resolve_prior(prior, device)
     x = check_waveform(waveform)
     sr = prior.stft_config.sample_rate
@@ -159,7 +166,7 @@ def enhance(waveform, sample_rate: int, prior: Prior | str | None = None,
 
 
 def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
-                 prior: Prior | str | None = None, config: VEMConfig = VEMConfig(),
+                 prior: Prior | str | None = None, config: VEMConfig | None = None,
                  seed: int = 0, device="cpu", overwrite: bool = False,
                  noise_path: str | os.PathLike | None = None, segment_s: float = 30.0,
                  overlap_s: float = 1.0, progress=None) -> dict:
@@ -172,6 +179,8 @@ def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
         input_path: any file soundfile reads (multichannel is averaged, other rates resampled,
             both with a warning).
         output_path: destination (.wav, .flac or .ogg); must differ from the input.
+        prior: as :func:`enhance`.
+        config: VEM settings (:class:`VEMConfig`); default ``VEMConfig()``.
         noise_path: optionally also write the noise estimate there.
         overwrite: replace existing outputs.
         progress: optional callable ``(seconds_done, iterations)`` called per segment.
@@ -189,6 +198,7 @@ def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
     for out in filter(None, [output_path, noise_path]):
         if Path(out).resolve() == input_path.resolve():
             raise AudioError(f"{out}: output would overwrite the input")
+    config = config or VEMConfig()
     prior = _resolve_prior(prior, device)
     sr = prior.stft_config.sample_rate
     blocks = stream_audio(input_path, sr)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["NMFNoise", "init_nmf", "mixture_cost", "m_step", "time_major"]
+__all__ = ["NMFNoise", "init_nmf", "m_step", "mixture_cost", "time_major"]
 
 TINY = 1e-12
 
@@ -103,7 +103,7 @@ def mixture_cost(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
 
 def m_step(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
            mask: torch.Tensor | None = None, update_gain: bool = True,
-           moments: tuple[torch.Tensor, torch.Tensor] | None = None) -> NMFNoise:
+           global_gain: bool = False, moments: tuple[torch.Tensor, torch.Tensor] | None = None) -> NMFNoise:
     """One pass of the square-root multiplicative updates of ``W``, ``H`` then ``g``.
 
     Args:
@@ -112,7 +112,9 @@ def m_step(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
             ``(samples, batch, freq, time)``.
         nmf: current parameters.
         mask: optional ``(batch, time)`` of valid frames; padded frames do not contribute.
-        update_gain: also update the per-frame gain ``g``.
+        update_gain: also update the gain ``g``.
+        global_gain: one gain for the whole signal (constant over frames) instead of one
+            per frame; its update is the same MM update summed over frames.
         moments: optional ``(1/Vx, P/Vx^2)`` at the current parameters, each of the shape
             of ``speech_var``, when the caller has them already (saves one pass).
 
@@ -147,6 +149,10 @@ def m_step(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
         inv, p_inv2 = inverse(W, H)
         num = (speech_var * p_inv2).sum(dim=(0, 2))  # (batch, time)
         den = (speech_var * inv).sum(dim=(0, 2))
+        if m is not None:
+            num, den = num * mask, den * mask
+        if global_gain:
+            num, den = num.sum(1, keepdim=True), den.sum(1, keepdim=True)
         g = g * (num / den.clamp_min(TINY)).sqrt()[:, None, :]
         if m is not None:
             g = torch.where(m > 0, g, torch.ones_like(g))

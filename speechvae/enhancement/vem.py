@@ -44,17 +44,24 @@ class VEMConfig:
         tol: stop when the relative change of the windowed mean objective falls below this
             (0 disables; the iteration cap always applies).
         tol_window: iterations per window for the stopping rule.
+        m_steps: passes of the NMF/gain updates per iteration.
+        gain: ``"frame"`` (a speech gain ``g_t`` per frame, as in the papers), ``"global"``
+            (one gain per signal) or ``"none"`` (``g = 1``).
+        init_noise_level: initial level of ``W H`` relative to the mean mixture power.
     """
 
-    iterations: int = 100
+    iterations: int = 50
     nmf_rank: int = 8
-    lr: float = 5e-3
+    lr: float = 1e-3
     e_steps: int = 1
     samples: int = 1
     wiener_samples: int = 16
     beta: float = 1.0
     tol: float = 0.0
     tol_window: int = 10
+    m_steps: int = 1
+    gain: str = "frame"
+    init_noise_level: float = 1.0
 
 
 @dataclass
@@ -77,13 +84,18 @@ class VEMResult:
 
 
 def _wiener(prior: Prior, power, stft, nmf, samples, generator):
-    """Wiener filters averaged over ``samples`` posterior draws: (speech, noise) STFTs."""
+    """Wiener filters averaged over ``samples`` posterior draws: (speech, noise) STFTs.
+
+    The draws are decoded one at a time, so memory does not grow with ``samples``.
+    """
     with torch.no_grad():
         post = prior.encode(power)
-        z = post.rsample(generator, num_samples=samples)  # (R, B, L, T)
-        vs = nmf.g * prior.decode(z)
         vn = nmf.noise_variance()
-        gain_s = (vs / (vs + vn)).mean(0)
+        gain_s = torch.zeros_like(power)
+        for _ in range(samples):
+            vs = nmf.g * prior.decode(post.rsample(generator))
+            gain_s += vs / (vs + vn)
+        gain_s /= samples
     return gain_s * stft, (1.0 - gain_s) * stft
 
 
@@ -123,6 +135,10 @@ def vem(prior: Prior, mixture_stft: torch.Tensor, config: VEMConfig = VEMConfig(
         p.requires_grad_(True)
     opt = torch.optim.Adam(enc_params, lr=config.lr)
     nmf = init_nmf(power, config.nmf_rank, generator)
+    nmf = NMFNoise(nmf.W, nmf.H * config.init_noise_level, nmf.g)
+    if config.gain not in ("frame", "global", "none"):
+        raise ValueError(f"gain must be 'frame', 'global' or 'none', got {config.gain!r}")
+    gain_opts = {"update_gain": config.gain != "none", "global_gain": config.gain == "global"}
     objective: list[float] = []
     it = 0
     for it in range(1, config.iterations + 1):
@@ -146,7 +162,9 @@ def vem(prior: Prior, mixture_stft: torch.Tensor, config: VEMConfig = VEMConfig(
             opt.step()
         with torch.no_grad():
             # the first update of the M-step reuses 1/Vx and P/Vx^2 of the E-step
-            nmf = m_step(power, vs_d, nmf, moments=(inv, p_inv2))
+            nmf = m_step(power, vs_d, nmf, moments=(inv, p_inv2), **gain_opts)
+            for _ in range(config.m_steps - 1):
+                nmf = m_step(power, vs_d, nmf, **gain_opts)
         objective.append((float(nll) + config.beta * float(kl.detach())) / n_bins)
         w = config.tol_window
         if config.tol > 0 and it >= 2 * w:

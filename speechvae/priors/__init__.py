@@ -1,11 +1,33 @@
 """Clean-speech priors: registry, checkpoints and the registered models."""
-from .base import (CheckpointError, Posterior, Prior, available_priors, get_prior_class,
-                   itakura_saito, load_checkpoint, register_prior, safe_torch_load, save_prior)
+from .base import (
+    CheckpointError,
+    Posterior,
+    Prior,
+    available_priors,
+    get_prior_class,
+    itakura_saito,
+    load_checkpoint,
+    register_prior,
+    safe_torch_load,
+    save_prior,
+)
 from .vae import VAE, VAEConfig
 
-__all__ = ["CheckpointError", "Posterior", "Prior", "available_priors", "get_prior_class",
-           "itakura_saito", "load_checkpoint", "register_prior", "safe_torch_load", "save_prior",
-           "VAE", "VAEConfig", "load_prior"]
+__all__ = [
+    "VAE",
+    "CheckpointError",
+    "Posterior",
+    "Prior",
+    "VAEConfig",
+    "available_priors",
+    "get_prior_class",
+    "itakura_saito",
+    "load_checkpoint",
+    "load_prior",
+    "register_prior",
+    "safe_torch_load",
+    "save_prior",
+]
 
 
 def load_prior(name_or_path: str = "vae", device="cpu") -> Prior:

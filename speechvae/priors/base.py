@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -23,20 +24,20 @@ from torch import nn
 from ..stft import DEFAULT_STFT, STFTConfig
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
     "Posterior",
     "Prior",
-    "register_prior",
-    "get_prior_class",
     "available_priors",
-    "save_prior",
+    "get_prior_class",
     "load_checkpoint",
-    "CheckpointError",
-    "CHECKPOINT_FORMAT",
+    "register_prior",
+    "save_prior",
 ]
 
 CHECKPOINT_FORMAT = "speechvae-prior"
 CHECKPOINT_VERSION = 1
-_REGISTRY: dict[str, type["Prior"]] = {}
+_REGISTRY: dict[str, type[Prior]] = {}
 
 
 class CheckpointError(ValueError):
@@ -232,7 +233,7 @@ def safe_torch_load(path: str | os.PathLike, map_location="cpu"):
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # UnpicklingError, RuntimeError for non-zip files, ...
+    except Exception as exc:  # noqa: BLE001 -- UnpicklingError, RuntimeError for non-zip files, ...
         text = str(exc)
         match = re.search(r"GLOBAL ([\w.]+)", text)
         if match:

@@ -6,6 +6,7 @@ mean and log-variance from an MLP encoder of the frame's (log-)power spectrum.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 from ..stft import DEFAULT_STFT, STFTConfig
 from .base import EPS, Posterior, Prior, register_prior
 
-__all__ = ["VAEConfig", "VAE"]
+__all__ = ["VAE", "VAEConfig"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class VAEConfig:
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.Tanh()]
     return nn.Sequential(*layers)
 
@@ -71,8 +72,9 @@ class VAE(Prior):
         self.encoder_mean = nn.Linear(dims[-1], config.latent_dim)
         self.encoder_logvar = nn.Linear(dims[-1], config.latent_dim)
         self.decoder_body = _mlp([config.latent_dim, *reversed(config.hidden_dims)])
-        self.decoder_logvar = nn.Linear(dims[-1] if config.hidden_dims else config.latent_dim,
-                                        config.n_freq)
+        # the decoder mirrors the encoder: its last hidden layer is the encoder's first
+        last = config.hidden_dims[0] if config.hidden_dims else config.latent_dim
+        self.decoder_logvar = nn.Linear(last, config.n_freq)
 
     def encoder_input(self, power: torch.Tensor) -> torch.Tensor:
         """The encoder's input features for a power spectrogram (same shape)."""

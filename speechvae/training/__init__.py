@@ -2,5 +2,12 @@
 from .data import SegmentSampler, SpectrogramCache, build_cache, trim_silence
 from .trainer import TrainConfig, evaluate_prior, train_prior
 
-__all__ = ["SegmentSampler", "SpectrogramCache", "build_cache", "trim_silence", "TrainConfig",
-           "evaluate_prior", "train_prior"]
+__all__ = [
+           "SegmentSampler",
+           "SpectrogramCache",
+           "TrainConfig",
+           "build_cache",
+           "evaluate_prior",
+           "train_prior",
+           "trim_silence",
+]

@@ -19,7 +19,7 @@ import torch
 from ..audio import load_audio
 from ..stft import DEFAULT_STFT, STFTConfig, power_spectrogram
 
-__all__ = ["SpectrogramCache", "build_cache", "trim_silence", "SegmentSampler"]
+__all__ = ["SegmentSampler", "SpectrogramCache", "build_cache", "trim_silence"]
 
 
 def trim_silence(power: np.ndarray, top_db: float = 40.0) -> np.ndarray:
@@ -147,7 +147,7 @@ class SegmentSampler:
         self.starts = np.concatenate(starts)
 
     def __len__(self) -> int:
-        return -(-len(self.starts) // self.batch_size)
+        return int(-(-len(self.starts) // self.batch_size))
 
     def batches(self, generator: torch.Generator | None = None, shuffle: bool = True):
         order = (torch.randperm(len(self.starts), generator=generator).numpy() if shuffle

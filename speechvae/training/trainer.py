@@ -23,7 +23,7 @@ import torch
 from ..priors.base import Prior, atomic_torch_save, safe_torch_load, save_prior
 from .data import SegmentSampler, SpectrogramCache
 
-__all__ = ["TrainConfig", "train_prior", "evaluate_prior"]
+__all__ = ["TrainConfig", "evaluate_prior", "train_prior"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class TrainConfig:
         max_batches_per_epoch: cap on batches per epoch (None = whole training set).
         silence_db: skip segments this far below their file's loudest frame (None: keep all).
         grad_clip: clip the gradient norm to this value (None: no clipping).
+        lr_decay_patience: multiply the learning rate by ``lr_decay_factor`` after this many
+            epochs without a validation improvement (None: constant learning rate).
+        lr_decay_factor: see ``lr_decay_patience``.
     """
 
     epochs: int = 500
@@ -55,6 +58,8 @@ class TrainConfig:
     max_batches_per_epoch: int | None = None
     silence_db: float | None = 50.0
     grad_clip: float | None = None
+    lr_decay_patience: int | None = None
+    lr_decay_factor: float = 0.3
 
 
 @torch.no_grad()
@@ -93,6 +98,9 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
     out_dir.mkdir(parents=True, exist_ok=True)
     prior.to(device)
     opt = torch.optim.Adam(prior.parameters(), lr=config.lr)
+    sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, factor=config.lr_decay_factor, patience=config.lr_decay_patience)
+        if config.lr_decay_patience is not None else None)
     gen = torch.Generator().manual_seed(config.seed)
     noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     train_sampler = SegmentSampler(train, config.sequence_length, config.batch_size,
@@ -110,6 +118,8 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
             raise ValueError(f"{last}: belongs to another prior/config; use a new output folder")
         prior.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if sched is not None and state.get("scheduler"):
+            sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
         noise_gen.set_state(state["noise_generator"].to(noise_gen.get_state().device))
         history = state["history"]
@@ -119,13 +129,13 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
             print(f"resuming from {last} at epoch {start_epoch}")
 
     log_path = out_dir / "log.csv"
-    fields = ["epoch", "beta", "train_loss", "train_is", "train_kl", "val_loss", "val_is",
+    fields = ["epoch", "beta", "lr", "train_loss", "train_is", "train_kl", "val_loss", "val_is",
               "val_kl", "seconds"]
     # rewrite the log from the restored history so it matches last.pt exactly
     with open(log_path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
-        w.writerows(history)
+        w.writerows([{k: r.get(k, "") for k in fields} for r in history])
 
     n_batches = len(train_sampler)
     if config.max_batches_per_epoch:
@@ -155,7 +165,9 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
         bar.close()
         val = evaluate_prior(prior, val_sampler, beta=config.beta, seed=config.seed,
                              device=device)
-        row = {"epoch": epoch, "beta": beta,
+        if sched is not None and beta >= config.beta:
+            sched.step(val["loss"])
+        row = {"epoch": epoch, "beta": beta, "lr": opt.param_groups[0]["lr"],
                "train_loss": tot["loss"] / n_batches, "train_is": tot["is"] / n_batches,
                "train_kl": tot["kl"] / n_batches, "val_loss": val["loss"],
                "val_is": val["is"], "val_kl": val["kl"],
@@ -173,6 +185,7 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
                            "model": prior.state_dict(), "optimizer": opt.state_dict(),
                            "generator": gen.get_state(),
                            "noise_generator": noise_gen.get_state().cpu(), "history": history,
+                           "scheduler": sched.state_dict() if sched is not None else None,
                            "epoch": epoch, "best": best, "best_epoch": best_epoch,
                            "stale": stale}, last)
         with open(log_path, "a", newline="") as fh:

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Ship a trained prior: copy its checkpoint into speechvae/pretrained/ and write its card.
+
+Usage: python recipes/vae/ship.py runs/vae/best.pt --name vae [--eval-json runs/eval/vae.json]
+           [--eval-table runs/eval/vae.md] [--log runs/vae/log.csv]
+
+The card is written from facts stored in the checkpoint (data split, recipe, command, epochs,
+validation loss) and, when given, the dev-set benchmark output of recipes/eval/run.py.
+"""
+import argparse
+import csv
+import json
+import shutil
+from pathlib import Path
+
+from speechvae.priors import load_checkpoint
+
+PRETRAINED = Path(__file__).resolve().parents[2] / "speechvae" / "pretrained"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("--name", default="vae")
+    ap.add_argument("--eval-table", type=Path, help="Markdown table printed by recipes/eval/run.py")
+    ap.add_argument("--log", type=Path, help="training log.csv (default: beside the checkpoint)")
+    a = ap.parse_args()
+    prior = load_checkpoint(a.checkpoint)  # restricted loader: refuses unsafe files
+    meta = prior.metadata
+    log = a.log or a.checkpoint.parent / "log.csv"
+    rows = list(csv.DictReader(open(log))) if log.exists() else []
+    dest = PRETRAINED / f"{a.name}.pt"
+    shutil.copyfile(a.checkpoint, dest)
+    load_checkpoint(dest)
+    n_params = sum(p.numel() for p in prior.parameters())
+    cfg = prior.config
+    data = meta.get("data", {})
+    tc = meta.get("train_config", {})
+    lines = [
+        f"# Model card: `{a.name}` (frame-wise VAE speech prior)",
+        "",
+        "Clean-speech prior for unsupervised speech enhancement (Leglaive, Girin & Horaud, "
+        "MLSP 2018): `z_t ~ N(0, I)`, speech STFT coefficients `s_ft | z_t ~ N_c(0, v_f(z_t))`.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| architecture | encoder {cfg.n_freq} → {' → '.join(map(str, cfg.hidden_dims))} (tanh) "
+        f"→ {cfg.latent_dim} (mean, log-variance); decoder mirrored → {cfg.n_freq} log-variances |",
+        f"| encoder input | {cfg.encoder_input} spectrogram |",
+        f"| parameters | {n_params:,} |",
+        f"| STFT | {prior.stft_config.sample_rate} Hz, n_fft {prior.stft_config.n_fft}, hop "
+        f"{prior.stft_config.hop_length}, {prior.stft_config.window} window; waveform "
+        "peak-normalised; leading/trailing silence (40 dB below the loudest frame) trimmed |",
+        "| loss | Itakura–Saito divergence + β·KL, β = "
+        f"{tc.get('beta', '?')}; segments > {tc.get('silence_db', '?')} dB below their "
+        "file's loudest frame skipped |",
+        f"| data | ../shared/data speech splits {', '.join(data.get('splits', []))}: "
+        f"{data.get('train_files', '?')} training files "
+        f"({meta.get('train_frames', '?'):,} frames), {data.get('val_files', '?')} validation "
+        f"files ({meta.get('val_frames', '?'):,} frames) from {data.get('val_speakers', '?')} "
+        "held-out speakers (speaker-disjoint; see recipes/vae/README.md). Licences: "
+        "LibriSpeech CC BY 4.0, MS-SNSD clean speech (PTDB-TUG ODbL 1.0, VCTK CC BY 4.0), "
+        "speechocean762 (CC BY 4.0 per OpenSLR) |",
+        f"| recipe | `{meta.get('recipe', '?')}` at commit {meta.get('commit', '?')} |",
+        f"| command | `{meta.get('command', '?')}` |",
+        f"| optimiser | Adam, lr {tc.get('lr', '?')}, batch {tc.get('batch_size', '?')} frames, "
+        f"early stopping (patience {tc.get('patience', '?')}), seed {tc.get('seed', '?')} |",
+        f"| epochs | {len(rows) or '?'} run, best at epoch {meta.get('best_epoch', '?')} "
+        f"(0-based) |",
+        f"| validation loss | {meta.get('val_loss_per_frame', float('nan')):.2f} nats per frame "
+        "(IS + KL, 513 bins) |",
+        "",
+    ]
+    if a.eval_table and a.eval_table.exists():
+        lines += ["## Dev-set scores (VEM, `recipes/eval/run.py`)", "",
+                  a.eval_table.read_text().strip(), ""]
+    (PRETRAINED / f"{a.name}.md").write_text("\n".join(lines))
+    print(f"wrote {dest} and {PRETRAINED / (a.name + '.md')}")
+    print(json.dumps({"epochs": len(rows), "best_epoch": meta.get("best_epoch"),
+                      "val_loss": meta.get("val_loss_per_frame")}))
+
+
+if __name__ == "__main__":
+    main()
