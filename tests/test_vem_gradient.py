@@ -28,3 +28,21 @@ def test_closed_form_mixture_gradient_equals_autograd():
     closed_form = torch.autograd.grad([vs], params, [grad_vs])
     for a, b in zip(reference, closed_form):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_adam_equals_torch_adam():
+    """vem's own Adam (no torch._dynamo import) follows torch.optim.Adam step for step."""
+    from speechvae.enhancement.vem import Adam
+
+    torch.manual_seed(0)
+    a = [torch.randn(5, 3, requires_grad=True), torch.randn(3, requires_grad=True)]
+    b = [p.detach().clone().requires_grad_(True) for p in a]
+    ours, ref = Adam(a, lr=1e-2), torch.optim.Adam(b, lr=1e-2)
+    for step in range(20):
+        target = torch.randn(5, 3, generator=torch.Generator().manual_seed(step))
+        for params, opt in ((a, ours), (b, ref)):
+            opt.zero_grad()
+            ((params[0] * params[1] - target) ** 2).sum().backward()
+            opt.step()
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)

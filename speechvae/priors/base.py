@@ -71,10 +71,18 @@ class Prior(nn.Module):
 
     Subclasses set ``config_class`` (a frozen dataclass) and implement :meth:`encode`,
     :meth:`decode` and :meth:`kl`. They are registered with :func:`register_prior`.
+
+    Attributes:
+        frame_factorised: True when ``log p(z)`` and the decoder both factorise over frames
+            (``v_t`` depends on ``z_t`` only and ``p(z) = prod_t p(z_t)``), so that the
+            posterior of ``z`` given the mixture factorises over frames too and the MCMC
+            samplers may accept or reject each frame on its own. The safe default is False
+            (whole-sequence or blocked acceptance); the frame-wise VAE sets True.
     """
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type]
+    frame_factorised: ClassVar[bool] = False
 
     def __init__(self, config, stft_config: STFTConfig = DEFAULT_STFT):
         super().__init__()
@@ -100,7 +108,9 @@ class Prior(nn.Module):
         raise NotImplementedError
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        """``log p(z)`` per frame up to a constant, shape ``(..., time)``."""
+        """``log p(z)`` per frame up to a constant, shape ``(..., time)``, from ``z`` of
+        shape ``(..., latent, time)``; the sum over time is ``log p(z)`` of the sequence
+        (for a Markov prior, the term of frame t is ``log p(z_t | z_{t-1})``)."""
         raise NotImplementedError
 
     def neg_elbo(self, power: torch.Tensor, beta: float = 1.0,

@@ -62,6 +62,7 @@ class VAE(Prior):
     """
 
     config_class = VAEConfig
+    frame_factorised = True  # z_t iid N(0, I) and v_t = decoder(z_t)
 
     def __init__(self, config: VAEConfig = VAEConfig(), stft_config: STFTConfig = DEFAULT_STFT):
         super().__init__(config, stft_config)
