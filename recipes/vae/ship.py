@@ -24,6 +24,8 @@ def main():
     ap.add_argument("--name", default="vae")
     ap.add_argument("--eval-table", type=Path, help="Markdown table printed by recipes/eval/run.py")
     ap.add_argument("--log", type=Path, help="training log.csv (default: beside the checkpoint)")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a line for the card's 'Training history' section (repeatable)")
     a = ap.parse_args()
     prior = load_checkpoint(a.checkpoint)  # restricted loader: refuses unsafe files
     meta = prior.metadata
@@ -71,6 +73,8 @@ def main():
         "(IS + KL, 513 bins) |",
         "",
     ]
+    if a.note:
+        lines += ["## Training history", ""] + [f"- {n}" for n in a.note] + [""]
     if a.eval_table and a.eval_table.exists():
         lines += ["## Dev-set scores (VEM, `recipes/eval/run.py`)", "",
                   a.eval_table.read_text().strip(), ""]
