@@ -2,7 +2,7 @@
 
 This package lives in the repository's ``cli/`` folder and installs as ``speechvae_cli``;
 the library (``speechvae``) never imports it, nor click. Commands: ``enhance``, ``score``,
-``train`` and ``priors`` (see ``speechvae --help``).
+``train``, ``priors``, ``mix`` and ``evaluate`` (see ``speechvae --help``).
 """
 from .main import cli, main
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-from speechvae.enhancement.vem import VEMConfig
+
+from speechvae.enhancement import available_algorithms, get_algorithm
 
 from ._common import (
     CLIError,
@@ -20,6 +21,7 @@ from ._common import (
     set_threads,
     warn,
 )
+from ._launch import gather_results, my_share, rank_setup
 
 OUTPUT_SUFFIX = "_enhanced"
 NOISE_SUFFIX = "_noise"
@@ -176,7 +178,8 @@ def check_input(job: Job) -> None:
 
 
 @click.command(no_args_is_help=True,
-               short_help="Denoise audio files with a pretrained prior (VEM + NMF noise).")
+               short_help="Denoise audio files with a pretrained prior (VEM/MCEM/MCMC + NMF "
+                          "noise).")
 @click.argument("inputs", metavar="IN...", nargs=-1, required=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=True, path_type=Path),
               help="Output file (.wav, .flac or .ogg); only with exactly one input file.")
@@ -185,10 +188,19 @@ def check_input(job: Job) -> None:
                    "sub-folder under DIR.")
 @click.option("--prior", "prior_name", default="vae", show_default=True, metavar="NAME|PATH",
               help="Shipped prior name or prior checkpoint file (see 'speechvae priors').")
+@click.option("--algorithm", type=click.Choice(available_algorithms()), default="vem",
+              show_default=True,
+              help="Inference algorithm: " + "; ".join(
+                  f"{name}: {get_algorithm(name).summary}" for name in available_algorithms())
+              + ".")
 @click.option("--iterations", type=click.IntRange(min=1), metavar="N",
-              help=f"Maximum VEM iterations [default: {VEMConfig.iterations}].")
+              help="Maximum iterations (EM iterations; Gibbs sweeps for bando) [default: "
+                   + ", ".join(f"{name} {get_algorithm(name).config_class.iterations}"
+                               for name in available_algorithms()) + "].")
 @click.option("--nmf-rank", type=click.IntRange(min=1), metavar="K",
-              help=f"Rank of the NMF noise model [default: {VEMConfig.nmf_rank}].")
+              help="Rank of the NMF noise model [default: "
+                   + ", ".join(sorted({str(get_algorithm(n).config_class.nmf_rank)
+                                       for n in available_algorithms()})) + "].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of all random draws; every file uses it, so a file's result does "
                    "not depend on the other files.")
@@ -206,8 +218,9 @@ def check_input(job: Job) -> None:
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: when stderr is a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-def enhance(inputs, output, output_dir, prior_name, iterations, nmf_rank, seed, device,
-            threads, noise_output, overwrite, skip_existing, keep_going, progress, as_json):
+def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_rank, seed,
+            device, threads, noise_output, overwrite, skip_existing, keep_going, progress,
+            as_json):
     """Enhance noisy speech files IN... (files and/or folders, searched recursively).
 
     Each output is mono 16-bit PCM at the prior's rate (16 kHz), with the input's duration;
@@ -221,9 +234,10 @@ def enhance(inputs, output, output_dir, prior_name, iterations, nmf_rank, seed, 
     Examples:
       speechvae enhance noisy.wav                      # -> noisy_enhanced.wav
       speechvae enhance noisy.wav -o clean.wav --iterations 50
+      speechvae enhance noisy.wav --algorithm mcem     # Monte Carlo EM (slower)
       speechvae enhance recordings/ --output-dir enhanced/ --device cuda
     """
-    from speechvae.enhancement import VEMConfig, enhance_file
+    from speechvae.enhancement import enhance_file
     from speechvae.priors import load_prior
 
     if output is not None and output_dir is not None:
@@ -231,10 +245,12 @@ def enhance(inputs, output, output_dir, prior_name, iterations, nmf_rank, seed, 
     if overwrite and skip_existing:
         raise click.UsageError("--overwrite and --skip-existing cannot be used together")
     device = resolve_device(device)
+    launch, device, threads = rank_setup(device, threads)  # torchrun: see cli/_launch.py
     set_threads(threads)
 
     jobs = plan_jobs(inputs, output, output_dir, noise_output)
     jobs = check_outputs(jobs, overwrite, skip_existing)
+    jobs = my_share(launch, jobs)  # torchrun: every N-th file, once all ranks checked
     failures: list[dict] = []
 
     def fail(job: Job, exc: BaseException) -> None:
@@ -254,19 +270,21 @@ def enhance(inputs, output, output_dir, prior_name, iterations, nmf_rank, seed, 
     jobs = checked
 
     prior = load_prior(prior_name, device=device)
-    config = VEMConfig()
+    config = get_algorithm(algorithm).default_config()
     overrides = {k: v for k, v in (("iterations", iterations), ("nmf_rank", nmf_rank))
                  if v is not None}
     config = dataclasses.replace(config, **overrides)
 
     results = _run(jobs, prior, config, seed, device, overwrite, progress, as_json, fail,
-                   enhance_file)
+                   enhance_file, algorithm)
 
+    results, failures, total_wall = gather_results(launch, results, failures)
+    if not launch.is_main:  # rank 0 reports for every rank
+        raise SystemExit(1 if failures else 0)
     total_audio = sum(r["duration_s"] for r in results)
-    total_wall = sum(r["seconds"] for r in results)
     if as_json:
-        print_json({"prior": prior_name, "device": device, "seed": seed,
-                    "config": dataclasses.asdict(config), "files": results,
+        print_json({"prior": prior_name, "algorithm": algorithm, "device": device,
+                    "seed": seed, "config": dataclasses.asdict(config), "files": results,
                     "failed": failures, "duration_s": total_audio, "seconds": total_wall})
     else:
         emit(f"enhanced {len(results)} file(s), {format_seconds(total_audio)} of audio in "
@@ -277,7 +295,7 @@ def enhance(inputs, output, output_dir, prior_name, iterations, nmf_rank, seed, 
 
 
 def _run(jobs, prior, config, seed, device, overwrite, progress, as_json, fail,
-         enhance_file) -> list[dict]:
+         enhance_file, algorithm: str = "vem") -> list[dict]:
     """Enhance every job with one progress bar over seconds of audio."""
     from tqdm import tqdm
 
@@ -301,7 +319,8 @@ def _run(jobs, prior, config, seed, device, overwrite, progress, as_json, fail,
             try:
                 info = enhance_file(job.input, job.output, prior=prior, config=config,
                                     seed=seed, device=device, overwrite=overwrite,
-                                    noise_path=job.noise, progress=on_segment)
+                                    noise_path=job.noise, progress=on_segment,
+                                    algorithm=algorithm)
             except expected_errors() as exc:
                 bar.update(job.duration_s - done)
                 fail(job, exc)

@@ -91,11 +91,14 @@ def cli():
 
 def _register() -> None:
     from .enhance import enhance
+    from .evaluate import evaluate
+    from .mix import mix
     from .priors import priors
     from .score import score
+    from .synthesis import generate, resynthesize
     from .train import train
 
-    for command in (enhance, score, train, priors):
+    for command in (enhance, score, train, priors, mix, evaluate, resynthesize, generate):
         cli.add_command(command)
     alias = copy.copy(priors)  # same command, hidden from the listing
     alias.hidden = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -139,17 +140,26 @@ def train(config_path, out_dir, train_dirs, val_dirs, val_fraction, epochs, seed
     spectrograms are cached under --cache-dir. The best model (lowest validation loss) is
     OUT/best.pt, usable as 'speechvae enhance --prior OUT/best.pt'.
 
+    Under torchrun (e.g. 'torchrun --nproc-per-node 4 -m speechvae train ...') the run is
+    data-parallel: each batch is split over the processes, --device cuda means one GPU per
+    process, and only rank 0 prints and writes OUT (see docs/distributed.md).
+
     \b
     Example:
       speechvae train --config recipes/vae/conf.yaml --out runs/my_vae \\
           --train-dir speech/train --val-dir speech/dev --epochs 50
     """
     from speechvae import __version__
+    from speechvae import distributed as D
     from speechvae.audio import list_audio_files
     from speechvae.training import build_cache, train_prior
 
     conf = read_config(config_path)
     device = resolve_device(device)
+    launch = D.init_distributed(device)  # no-op unless started by torchrun
+    device = D.local_device(device, launch)
+    if threads is None and launch.distributed and not device.startswith("cuda"):
+        threads = max(1, (os.cpu_count() or 1) // launch.local_world_size)
     set_threads(threads)
     data = conf.get("data") or {}
     prior, train_config = _build(conf, config_path, epochs, seed)
@@ -171,10 +181,11 @@ def train(config_path, out_dir, train_dirs, val_dirs, val_fraction, epochs, seed
         train_files, val_files = split_files(train_files, float(fraction), train_config.seed)
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    main = launch.is_main
     split = {"train": [str(f) for f in train_files], "val": [str(f) for f in val_files],
              "val_fraction": fraction, "seed": train_config.seed}
     split_path = out_dir / "files.json"
-    if (out_dir / "last.pt").exists() and split_path.exists():
+    if main and (out_dir / "last.pt").exists() and split_path.exists():
         try:
             before = json.loads(split_path.read_text())
         except (OSError, ValueError):
@@ -182,14 +193,17 @@ def train(config_path, out_dir, train_dirs, val_dirs, val_fraction, epochs, seed
         if (before.get("train"), before.get("val")) != (split["train"], split["val"]):
             warn(f"resuming {out_dir} with other training/validation files than its "
                  f"{split_path.name} lists; validation losses are not comparable")
-    split_path.write_text(json.dumps(split, indent=1))
+    if main:
+        split_path.write_text(json.dumps(split, indent=1))
+        emit(f"{len(train_files)} training and {len(val_files)} validation files; prior "
+             f"{prior.name} {dataclasses.asdict(prior.config)}"
+             + (f"; {launch.world_size} processes" if launch.distributed else ""),
+             err=as_json)
 
     log = sys.stderr if as_json else sys.stdout
-    emit(f"{len(train_files)} training and {len(val_files)} validation files; prior "
-         f"{prior.name} {dataclasses.asdict(prior.config)}", err=as_json)
     top_db = float(data.get("trim_top_db", 40.0))
     cache_dir = cache_dir if cache_dir is not None else out_dir / "cache"
-    bars = sys.stderr.isatty()
+    bars = sys.stderr.isatty() and main
     train_cache = build_cache(train_files, cache_dir, stft=prior.stft_config, top_db=top_db,
                               progress=bars)
     val_cache = build_cache(val_files, cache_dir, stft=prior.stft_config, top_db=top_db,
@@ -206,6 +220,10 @@ def train(config_path, out_dir, train_dirs, val_dirs, val_fraction, epochs, seed
     summary["train_config"] = dataclasses.asdict(train_config)
     summary["train_frames"] = train_cache.num_frames
     summary["val_frames"] = val_cache.num_frames
+    if not main:
+        return
+    if launch.distributed:
+        summary["world_size"] = launch.world_size
     if as_json:
         print_json(summary)
     else:

@@ -4,7 +4,9 @@
 Usage: python recipes/train_prior.py recipes/vae/conf.yaml --out runs/vae [--data-root DIR]
        [--device cpu|cuda] [--threads N] [--epochs N]
 
-Runs resume: start the same command again after an interruption. The best checkpoint is
+Multi-process: torchrun --nproc-per-node N recipes/train_prior.py ... (one GPU per process
+with --device cuda; see docs/distributed.md). Runs resume: start the same command again after
+an interruption. The best checkpoint is
 runs/<name>/best.pt; copy it to speechvae/pretrained/ to ship it.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DEFAULT_DATA_ROOT, speaker_split
 
+from speechvae import distributed as D
 from speechvae.priors import get_prior_class
 from speechvae.training import TrainConfig, build_cache, train_prior
 
@@ -37,6 +40,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    launch = D.init_distributed(a.device)  # no-op unless started by torchrun
+    say = print if launch.is_main else (lambda *args, **kw: None)
     conf = yaml.safe_load(a.config.read_text())
     if not (a.data_root / "manifest.csv").exists():
         sys.exit(f"error: {a.data_root}/manifest.csv not found (give --data-root)")
@@ -44,11 +49,11 @@ def main():
     train_files, val_files, split_info = speaker_split(
         a.data_root, data.get("val_fraction", 0.05), conf["train"].get("seed", 0),
         tuple(data.get("splits", ("train", "train_extra", "train_more"))))
-    print(json.dumps(split_info))
+    say(json.dumps(split_info))
     top_db = data.get("trim_top_db", 40)
     train = build_cache(train_files, a.cache_dir, top_db=top_db)
     val = build_cache(val_files, a.cache_dir, top_db=top_db)
-    print(f"train frames {train.num_frames}, val frames {val.num_frames}", flush=True)
+    say(f"train frames {train.num_frames}, val frames {val.num_frames}", flush=True)
     tconf = dict(conf["train"])
     if a.epochs is not None:
         tconf["epochs"] = a.epochs
@@ -66,11 +71,11 @@ def main():
         commit = ""
     meta = {"data": split_info, "recipe": str(a.config), "commit": commit,
             "train_frames": train.num_frames, "val_frames": val.num_frames,
-            "command": " ".join(["python"] + sys.argv)}
+            "command": " ".join(["python"] + sys.argv), "world_size": launch.world_size}
     summary = train_prior(prior, train, val, train_config, a.out, device=a.device,
                           metadata=meta)
     summary["train_config"] = dataclasses.asdict(train_config)
-    print(json.dumps(summary, indent=1))
+    say(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

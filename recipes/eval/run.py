@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Dev-set benchmark: noisy input vs. VAE-VEM, per input SNR and overall.
+"""Dev-set benchmark: noisy input vs. VAE + inference algorithm(s), per input SNR and overall.
 
 Usage:
     python recipes/eval/run.py [--data-root ../shared/data] [--prior vae] [--threads 2]
-        [--iterations N] [--nmf-rank K] [--lr LR] [--limit N] [--json-out FILE]
+        [--algorithm vem] [--algorithm mcem ...] [--iterations N] [--nmf-rank K] [--lr LR]
+        [--limit N] [--json-out FILE]
+
+``--algorithm NAME`` (repeatable; default ``vem`` only) adds one table row per algorithm,
+named ``<prior>-<algorithm>`` (``vae-vem``, ``vae-mcem``, ``vae-mala``, ``vae-bando``), each
+with its own real-time factor. ``--iterations``, ``--nmf-rank``, ``--lr`` and ``--tol`` apply
+to every algorithm whose config has that field.
 
 Renders ../shared/data/devset.csv with the corpus' own make_mixtures.py (once, into
 --work-dir), enhances every noisy file, scores noisy and enhanced against the clean reference
@@ -32,6 +38,7 @@ from common import DEFAULT_DATA_ROOT
 
 import speechvae
 from speechvae.audio import load_audio
+from speechvae.enhancement import available_algorithms, get_algorithm
 from speechvae.metrics import METRICS, score
 
 
@@ -91,6 +98,8 @@ def main():
     ap.add_argument("--prior", default="vae")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--algorithm", action="append", choices=available_algorithms(),
+                    help="inference algorithm, repeatable: one row each (default: vem)")
     ap.add_argument("--iterations", type=int)
     ap.add_argument("--nmf-rank", type=int)
     ap.add_argument("--lr", type=float)
@@ -108,38 +117,56 @@ def main():
         pairs = list(csv.DictReader(f))[::a.every][: a.limit]
     over = {k: v for k, v in {"iterations": a.iterations, "nmf_rank": a.nmf_rank, "lr": a.lr,
                               "tol": a.tol}.items() if v is not None}
-    config = dataclasses.replace(speechvae.VEMConfig(), **over)
+    algorithms = list(dict.fromkeys(a.algorithm or ["vem"]))  # in order, without repeats
+    configs = {}
+    for alg in algorithms:
+        cls = get_algorithm(alg).config_class
+        names = {f.name for f in dataclasses.fields(cls)}
+        configs[alg] = dataclasses.replace(cls(), **{k: v for k, v in over.items()
+                                                     if k in names})
     prior = speechvae.load_prior(a.prior, device=a.device)
-    method = "vae-vem"
+    methods = {alg: f"{prior.name or 'prior'}-{alg}" for alg in algorithms}
     rows = []
-    # warm-up run (first call pays for lazy initialisation)
+    # warm-up runs (first calls pay for lazy initialisation)
     x, sr = load_audio(dev / pairs[0]["noisy"])
-    speechvae.enhance(x[:sr], sr, prior=prior, config=dataclasses.replace(config, iterations=2),
-                      device=a.device)
+    for alg, config in configs.items():
+        speechvae.enhance(x[:sr], sr, prior=prior, algorithm=alg,
+                          config=dataclasses.replace(config, iterations=2), device=a.device)
     for i, p in enumerate(pairs):
         clean, sr = load_audio(dev / p["clean"])
         noisy, _ = load_audio(dev / p["noisy"])
-        t0 = time.perf_counter()
-        out = speechvae.enhance(noisy, sr, prior=prior, config=config, seed=a.seed,
-                                device=a.device)
-        dt = time.perf_counter() - t0
-        row = {"name": p["name"], "snr_db": p["snr_db"], "duration_s": len(noisy) / sr,
-               f"{method}/time_s": dt}
-        for m, est in (("noisy", noisy), (method, out.waveform)):
-            for k, v in score(clean, est, sr).items():
-                row[f"{m}/{k}"] = v
+        row = {"name": p["name"], "snr_db": p["snr_db"], "duration_s": len(noisy) / sr}
+        for k, v in score(clean, noisy, sr).items():
+            row[f"noisy/{k}"] = v
+        times = []
+        for alg, method in methods.items():
+            t0 = time.perf_counter()
+            out = speechvae.enhance(noisy, sr, prior=prior, algorithm=alg,
+                                    config=configs[alg], seed=a.seed, device=a.device)
+            dt = time.perf_counter() - t0
+            times.append(dt)
+            row[f"{method}/time_s"] = dt
+            for k, v in score(clean, out.waveform, sr).items():
+                row[f"{method}/{k}"] = v
         rows.append(row)
         print(f"[{i + 1}/{len(pairs)}] {p['name']}: SI-SDR {row['noisy/SI-SDR']:.2f} -> "
-              f"{row[f'{method}/SI-SDR']:.2f} dB, PESQ-WB {row['noisy/PESQ-WB']:.2f} -> "
-              f"{row[f'{method}/PESQ-WB']:.2f}, {dt:.2f}s", flush=True)
+              + " / ".join(f"{row[f'{m}/SI-SDR']:.2f}" for m in methods.values())
+              + " dB, PESQ-WB " + f"{row['noisy/PESQ-WB']:.2f} -> "
+              + " / ".join(f"{row[f'{m}/PESQ-WB']:.2f}" for m in methods.values())
+              + ", " + " / ".join(f"{dt:.2f}s" for dt in times), flush=True)
     print()
-    print(f"VEM config: {dataclasses.asdict(config)}; prior: {a.prior}; seed {a.seed}")
+    for alg, config in configs.items():
+        print(f"{alg.upper()} config: {dataclasses.asdict(config)}; prior: {a.prior}; "
+              f"seed {a.seed}")
     print(machine_line(a.threads, a.device))
     print()
-    print(table(rows, ["noisy", method]))
+    print(table(rows, ["noisy", *methods.values()]))
     if a.json_out:
-        a.json_out.write_text(json.dumps({"config": dataclasses.asdict(config), "rows": rows},
-                                         indent=1))
+        first = dataclasses.asdict(configs[algorithms[0]])
+        a.json_out.write_text(json.dumps(
+            {"config": first, "configs": {alg: dataclasses.asdict(c)
+                                          for alg, c in configs.items()},
+             "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -86,25 +86,25 @@ def main():
     card = [
         "# Model card: NMF speech dictionary (`nmf` evaluation baseline)",
         "",
-        "Fixed speech dictionary of the semi-supervised NMF baseline of `speechvae evaluate` "
-        "(Mysore & Smaragdis 2011; the NMF baseline of Leglaive, Girin & Horaud, MLSP 2018): "
-        "at test time the noisy power spectrogram is modelled as `W_s H_s + W_n H_n` with this "
-        "`W_s` fixed and a rank-8 noise NMF learned on the file, then Wiener-filtered.",
+        ("Fixed speech dictionary of the semi-supervised NMF baseline of `speechvae evaluate` "
+         "(Mysore & Smaragdis 2011; the NMF baseline of Leglaive, Girin & Horaud, MLSP 2018): "
+         "at test time the noisy power spectrogram is modelled as `W_s H_s + W_n H_n` with "
+         "this `W_s` fixed and a rank-8 noise NMF learned on the file, then Wiener-filtered."),
         "",
         "| | |",
         "|---|---|",
         f"| shape | `W` ({W.shape[0]}, {W.shape[1]}), float32, columns summing to one |",
-        f"| STFT | {DEFAULT_STFT.sample_rate} Hz, n_fft {DEFAULT_STFT.n_fft}, hop "
-        f"{DEFAULT_STFT.hop_length}, {DEFAULT_STFT.window} window; waveform peak-normalised |",
-        f"| data | ../shared/data speech splits {', '.join(splits)}: {len(files)} random files "
-        f"(seed {a.seed}), {power.shape[1]} random frames out of {frames.shape[1]} non-silent "
-        f"ones (within {SILENCE_DB:g} dB of each file's loudest frame). Licences: LibriSpeech "
-        "CC BY 4.0, MS-SNSD clean speech (PTDB-TUG ODbL 1.0, VCTK CC BY 4.0), speechocean762 "
-        "CC BY 4.0 |",
-        f"| training | Itakura-Saito NMF, multiplicative updates (exponent 1/2), "
-        f"{a.iterations} passes; final IS divergence {per_frame:.1f} per frame |",
-        f"| recipe | `recipes/nmf/train_dictionary.py` at commit {commit or 'unknown'}, "
-        f"{seconds:.0f} s on CPU |",
+        (f"| STFT | {DEFAULT_STFT.sample_rate} Hz, n_fft {DEFAULT_STFT.n_fft}, hop "
+         f"{DEFAULT_STFT.hop_length}, {DEFAULT_STFT.window} window; waveform peak-normalised |"),
+        (f"| data | ../shared/data speech splits {', '.join(splits)}: {len(files)} random files "
+         f"(seed {a.seed}), {power.shape[1]} random frames out of {frames.shape[1]} non-silent "
+         f"ones (within {SILENCE_DB:g} dB of each file's loudest frame). Licences: "
+         "LibriSpeech CC BY 4.0, MS-SNSD clean speech (PTDB-TUG ODbL 1.0, VCTK CC BY 4.0), "
+         "speechocean762 CC BY 4.0 |"),
+        (f"| training | Itakura-Saito NMF, multiplicative updates (exponent 1/2), "
+         f"{a.iterations} passes; final IS divergence {per_frame:.1f} per frame |"),
+        (f"| recipe | `recipes/nmf/train_dictionary.py` at commit {commit or 'unknown'}, "
+         f"{seconds:.0f} s on CPU |"),
         f"| command | `{meta['command']}` |",
         "",
     ]

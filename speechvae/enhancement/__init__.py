@@ -1,21 +1,46 @@
-"""Enhancement: NMF noise model, VEM inference, Wiener filtering, file engine.
+"""Enhancement: NMF noise model, inference algorithms (VEM, MCEM, MALA-EM, Bando's Gibbs
+sampler), Wiener filtering, file engine.
+
+The algorithms are registered by name (:func:`available_algorithms`); the engine and the
+command line pick one with ``algorithm=NAME`` / ``--algorithm NAME``.
 
 (The subpackage is called ``enhancement`` so that ``speechvae.enhance`` can be the function.)
 """
+from .algorithms import Algorithm, available_algorithms, get_algorithm, register_algorithm
 from .engine import EnhanceResult, enhance, enhance_file, enhance_segment
+from .mcem import LatentPosterior, MCEMConfig, SamplingResult, mcem
+from .mcmc import BandoConfig, MALAConfig, bando, mala
 from .nmf import NMFNoise, init_nmf, m_step, mixture_cost
+from .samplers import ChainState, MarkovChain, mala_step, rw_metropolis_step, sample_gig
 from .vem import VEMConfig, VEMResult, vem
 
 __all__ = [
+           "Algorithm",
+           "BandoConfig",
+           "ChainState",
            "EnhanceResult",
+           "LatentPosterior",
+           "MALAConfig",
+           "MCEMConfig",
+           "MarkovChain",
            "NMFNoise",
+           "SamplingResult",
            "VEMConfig",
            "VEMResult",
+           "available_algorithms",
+           "bando",
            "enhance",
            "enhance_file",
            "enhance_segment",
+           "get_algorithm",
            "init_nmf",
            "m_step",
+           "mala",
+           "mala_step",
+           "mcem",
            "mixture_cost",
+           "register_algorithm",
+           "rw_metropolis_step",
+           "sample_gig",
            "vem",
 ]

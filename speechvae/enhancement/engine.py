@@ -1,4 +1,8 @@
-"""From waveforms and files to enhanced waveforms: segmentation, normalisation, STFT, VEM.
+"""From waveforms and files to enhanced waveforms: segmentation, normalisation, STFT, inference.
+
+The inference algorithm is chosen by name from the registry of
+:mod:`speechvae.enhancement.algorithms` (``"vem"`` by default; ``"mcem"``, ``"mala"``,
+``"bando"``), each with its own config dataclass.
 
 Long signals are processed in segments (``segment_s`` seconds, default 30 s) that overlap by
 ``overlap_s`` seconds and are cross-faded linearly, so memory stays bounded whatever the
@@ -27,7 +31,7 @@ from ..audio import (
 )
 from ..priors import Prior, load_prior
 from ..stft import istft, stft
-from .vem import VEMConfig, vem
+from .algorithms import get_algorithm
 
 __all__ = ["EnhanceResult", "enhance", "enhance_file", "enhance_segment"]
 
@@ -40,7 +44,8 @@ class EnhanceResult:
         waveform: speech estimate, ``(time,)`` float32 at ``sample_rate``.
         noise: noise estimate, ``(time,)`` float32 (``waveform + noise`` ~ the input).
         sample_rate: Hz (the prior's rate, 16 kHz for the shipped priors).
-        iterations: VEM iterations run, one entry per segment.
+        iterations: iterations run (EM iterations, or Gibbs sweeps for ``bando``), one
+            entry per segment.
     """
 
     waveform: np.ndarray
@@ -57,15 +62,30 @@ def _resolve_prior(prior, device) -> Prior:
     return prior.to(device)
 
 
-def enhance_segment(prior: Prior, segment: np.ndarray, config: VEMConfig,
-                    generator: torch.Generator, device="cpu") -> tuple[np.ndarray, np.ndarray, int]:
-    """Enhance one segment ``(time,)`` at the prior's rate; returns (speech, noise, iters)."""
+def enhance_segment(prior: Prior, segment: np.ndarray, config, generator: torch.Generator,
+                    device="cpu", algorithm: str = "vem") -> tuple[np.ndarray, np.ndarray, int]:
+    """Enhance one segment ``(time,)`` at the prior's rate; returns (speech, noise, iters).
+
+    Args:
+        prior: the speech prior.
+        segment: waveform ``(time,)`` at the prior's rate.
+        config: the algorithm's config (None: its defaults).
+        generator: random generator of every draw.
+        device: torch device.
+        algorithm: registered algorithm name (see :func:`available_algorithms`).
+
+    Raises:
+        KeyError: unknown algorithm.
+        TypeError: ``config`` of another algorithm.
+    """
+    alg = get_algorithm(algorithm)
+    config = alg.check_config(config)
     peak = float(np.max(np.abs(segment)))
     if peak == 0.0:  # digital silence inside a longer file: nothing to enhance
         return np.zeros_like(segment), np.zeros_like(segment), 0
     x = torch.from_numpy(segment / peak).to(device=device, dtype=torch.float32)
     spec = stft(x, prior.stft_config)[None]
-    res = vem(prior, spec, config, generator)
+    res = alg.run(prior, spec, config, generator)
     n = segment.shape[0]
     s = istft(res.speech[0], n, prior.stft_config).cpu().numpy() * peak
     b = istft(res.noise[0], n, prior.stft_config).cpu().numpy() * peak
@@ -88,8 +108,9 @@ def _rechunk(blocks: Iterable[np.ndarray], seg: int, overlap: int,
         yield buf
 
 
-def _enhance_stream(prior: Prior, blocks: Iterable[np.ndarray], config: VEMConfig, seed: int,
-                    device, segment_s: float, overlap_s: float, progress=None):
+def _enhance_stream(prior: Prior, blocks: Iterable[np.ndarray], config, seed: int,
+                    device, segment_s: float, overlap_s: float, progress=None,
+                    algorithm: str = "vem"):
     """Yield (speech, noise) output blocks for a stream of input blocks at the prior's rate."""
     sr = prior.stft_config.sample_rate
     seg, overlap = int(segment_s * sr), int(overlap_s * sr)
@@ -103,7 +124,7 @@ def _enhance_stream(prior: Prior, blocks: Iterable[np.ndarray], config: VEMConfi
         if first and segment.size < prior.stft_config.n_fft:
             raise AudioError(f"signal has {segment.size} samples, shorter than one STFT frame "
                              f"({prior.stft_config.n_fft} samples at {sr} Hz)")
-        s, b, iters = enhance_segment(prior, segment, config, gen, device)
+        s, b, iters = enhance_segment(prior, segment, config, gen, device, algorithm)
         if progress is not None:
             progress(segment.size / sr, iters)
         if tail_s is not None:
@@ -123,8 +144,9 @@ def _enhance_stream(prior: Prior, blocks: Iterable[np.ndarray], config: VEMConfi
 
 
 def enhance(waveform, sample_rate: int, prior: Prior | str | None = None,
-            config: VEMConfig | None = None, seed: int = 0, device="cpu",
-            segment_s: float = 30.0, overlap_s: float = 1.0) -> EnhanceResult:
+            config=None, seed: int = 0, device="cpu",
+            segment_s: float = 30.0, overlap_s: float = 1.0,
+            algorithm: str = "vem") -> EnhanceResult:
     """Enhance a noisy speech waveform with a clean-speech prior and an NMF noise model.
 
     Args:
@@ -134,21 +156,28 @@ def enhance(waveform, sample_rate: int, prior: Prior | str | None = None,
             a warning, and the output is at the prior's rate.
         prior: a :class:`~speechvae.priors.Prior`, a shipped name (``"vae"``) or a checkpoint
             path; default the shipped ``"vae"``.
-        config: VEM settings (:class:`VEMConfig`); default ``VEMConfig()``.
+        config: settings of the algorithm (its config dataclass: :class:`VEMConfig`,
+            :class:`MCEMConfig`, :class:`MALAConfig`, :class:`BandoConfig`); default its
+            defaults.
         seed: seed of every random draw; the same seed gives the same output.
         device: ``"cpu"`` or ``"cuda"``.
         segment_s, overlap_s: segmentation of long signals (seconds).
+        algorithm: inference algorithm, a name of the registry (:func:`available_algorithms`):
+            ``"vem"`` (default), ``"mcem"``, ``"mala"`` or ``"bando"``.
 
     Returns:
         :class:`EnhanceResult`.
 
     Raises:
         AudioError: empty, silent, NaN/inf, or shorter than one STFT frame.
+        KeyError: unknown algorithm.
+        TypeError: a config of another algorithm.
 
     References:
-        Leglaive et al., ICASSP 2020; Bie et al., TASLP 2022 (VEM); Leglaive et al., MLSP 2018.
+        Leglaive et al., ICASSP 2020; Bie et al., TASLP 2022 (VEM); Leglaive et al., MLSP 2018
+        (MCEM); Roberts & Tweedie 1996 (MALA); Bando et al., ICASSP 2018.
     """
-    config = config or VEMConfig()
+    config = get_algorithm(algorithm).check_config(config)
     prior = _resolve_prior(prior, device)
     x = check_waveform(waveform)
     sr = prior.stft_config.sample_rate
@@ -157,7 +186,8 @@ def enhance(waveform, sample_rate: int, prior: Prior | str | None = None,
                       AudioWarning, stacklevel=2)
         x = resample(x, sample_rate, sr)
     speech, noise, iters = [], [], []
-    for s, b, it in _enhance_stream(prior, [x], config, seed, device, segment_s, overlap_s):
+    for s, b, it in _enhance_stream(prior, [x], config, seed, device, segment_s, overlap_s,
+                                    algorithm=algorithm):
         speech.append(s)
         noise.append(b)
         iters.append(it)
@@ -166,10 +196,10 @@ def enhance(waveform, sample_rate: int, prior: Prior | str | None = None,
 
 
 def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
-                 prior: Prior | str | None = None, config: VEMConfig | None = None,
+                 prior: Prior | str | None = None, config=None,
                  seed: int = 0, device="cpu", overwrite: bool = False,
                  noise_path: str | os.PathLike | None = None, segment_s: float = 30.0,
-                 overlap_s: float = 1.0, progress=None) -> dict:
+                 overlap_s: float = 1.0, progress=None, algorithm: str = "vem") -> dict:
     """Enhance an audio file into ``output_path`` (16-bit PCM at the prior's rate).
 
     Reads and writes block by block (bounded memory for any duration). The output is written
@@ -180,10 +210,11 @@ def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
             both with a warning).
         output_path: destination (.wav, .flac or .ogg); must differ from the input.
         prior: as :func:`enhance`.
-        config: VEM settings (:class:`VEMConfig`); default ``VEMConfig()``.
+        config: settings of the algorithm (default: its defaults).
         noise_path: optionally also write the noise estimate there.
         overwrite: replace existing outputs.
         progress: optional callable ``(seconds_done, iterations)`` called per segment.
+        algorithm: inference algorithm name (see :func:`enhance`).
 
     Returns:
         dict with ``input``, ``output``, ``duration_s``, ``iterations``.
@@ -191,6 +222,8 @@ def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
     Raises:
         AudioError: unreadable/empty/silent/NaN input, too short, or output == input.
         FileExistsError: an output exists and ``overwrite`` is false.
+        KeyError: unknown algorithm.
+        TypeError: a config of another algorithm.
     """
     input_path, output_path = Path(input_path), Path(output_path)
     if noise_path is not None and Path(noise_path).resolve() == output_path.resolve():
@@ -198,7 +231,7 @@ def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
     for out in filter(None, [output_path, noise_path]):
         if Path(out).resolve() == input_path.resolve():
             raise AudioError(f"{out}: output would overwrite the input")
-    config = config or VEMConfig()
+    config = get_algorithm(algorithm).check_config(config)
     prior = _resolve_prior(prior, device)
     sr = prior.stft_config.sample_rate
     blocks = stream_audio(input_path, sr)
@@ -209,7 +242,7 @@ def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
             noise_writer = AtomicAudioWriter(noise_path, sr, overwrite=overwrite)
         n, iters = 0, []
         for s, b, it in _enhance_stream(prior, blocks, config, seed, device, segment_s,
-                                        overlap_s, progress):
+                                        overlap_s, progress, algorithm):
             writer.write(s)
             if noise_writer is not None:
                 noise_writer.write(b)

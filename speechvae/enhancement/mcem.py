@@ -34,7 +34,7 @@ import torch
 
 from ..priors.base import Prior
 from .algorithms import register_algorithm
-from .nmf import NMFNoise, init_nmf, m_step, mixture_cost, time_major
+from .nmf import NMFNoise, init_nmf, m_step, time_major
 from .samplers import ChainState, MarkovChain, init_state, rw_metropolis_step
 
 __all__ = ["LatentPosterior", "MCEMConfig", "SamplingResult", "mcem"]
@@ -80,9 +80,10 @@ class MCEMConfig:
             ``separate(niter_MH=100, burnin=75)``).
         final_samples: samples averaged in the final Wiener filter (25).
         tol: stop when the absolute change of the mean per-bin cost
-            ``mean_r,f,t [P / Vx + log Vx]`` after the M-step falls below this (0 disables;
-            the authors' code uses 1e-4). The cost is a Monte Carlo estimate, so a positive
-            ``tol`` stops at a random iteration.
+            ``mean_r,f,t [P / Vx + log Vx]`` between iterations falls below this (0 disables;
+            the authors' code uses 1e-4 on the cost after the M-step; here it is the cost of
+            the samples before it, see :class:`SamplingResult`). The cost is a Monte Carlo
+            estimate, so a positive ``tol`` stops at a random iteration.
         m_steps: passes of the NMF/gain updates per iteration.
         gain: ``"frame"`` (one speech gain per frame, as the paper), ``"global"`` or
             ``"none"`` (see :class:`VEMConfig`).
@@ -124,8 +125,9 @@ class SamplingResult:
         noise: complex STFT estimate of the noise, ``(1, freq, time)``.
         nmf: the noise parameters and gain at the end (fitted for the EM algorithms, the
             last Gibbs draw for :func:`~.mcmc.bando`).
-        objective: per iteration, the mean per-bin cost ``P / Vx + log Vx`` over the
-            iteration's samples (after the M-step for the EM algorithms).
+        objective: per iteration, the mean per-bin cost ``P / Vx + log Vx`` (up to the
+            constant ``log pi``) of the iteration's samples under the parameters they were
+            drawn with (before the M-step; for ``bando``, of the sweep's ``z`` draw).
         iterations: iterations (Gibbs sweeps for ``bando``) run.
         acceptance: per iteration, the mean acceptance probability of the kept
             Metropolis–Hastings steps.
@@ -167,13 +169,23 @@ class LatentPosterior:
         self.noise_var = nmf.noise_variance()
 
     def log_likelihood(self, speech_var: torch.Tensor) -> torch.Tensor:
-        """``-sum_f [log Vx + P / Vx]`` per frame, ``(..., batch, time)``, from the speech
-        variance ``v`` ``(..., batch, freq, time)``."""
+        """``log p(x | z)`` per frame up to a constant, ``-sum_f [log Vx + P / Vx]``.
+
+        Args:
+            speech_var: decoded speech variance ``v`` (linear power).
+
+        Returns:
+            ``(..., batch, time)``.
+
+        Shape:
+            ``speech_var (..., batch, freq, time)``.
+        """
         vx = self.nmf.g * speech_var + self.noise_var
         return -(torch.log(vx) + self.power / vx).sum(-2)
 
     def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log density per frame, speech variance v(z))``."""
+        """The target at ``z`` (no gradient): ``(log density per frame (..., batch, time),
+        speech variance v(z) (..., batch, freq, time))``."""
         with torch.no_grad():
             v = self.prior.decode(z)
             return self.log_likelihood(v) + self.prior.log_prior(z), v
@@ -202,7 +214,15 @@ class LatentPosterior:
     def rescore(self, state: ChainState) -> ChainState:
         """The same chain position scored under this target (after an M-step changed the
         noise parameters): re-uses the carried speech variance, so no decoder pass unless a
-        gradient is needed."""
+        gradient is needed.
+
+        Args:
+            state: a chain state whose ``aux`` is ``v(z)``.
+
+        Returns:
+            the :class:`ChainState` at ``state.z`` under this target (with a gradient if
+            ``state`` had one).
+        """
         if state.grad is not None:
             lp, v, grad = self.with_grad(state.z)
             return ChainState(state.z, lp, v, grad)
@@ -211,7 +231,7 @@ class LatentPosterior:
         return ChainState(state.z, lp, state.aux)
 
 
-def check_mixture(prior: Prior, mixture_stft: torch.Tensor) -> torch.Tensor:
+def _check_mixture(prior: Prior, mixture_stft: torch.Tensor) -> torch.Tensor:
     """Check a mixture STFT and return its power spectrogram (time-major layout).
 
     Raises:
@@ -227,19 +247,19 @@ def check_mixture(prior: Prior, mixture_stft: torch.Tensor) -> torch.Tensor:
     return time_major(mixture_stft.abs().square())
 
 
-def gain_options(gain: str) -> dict:
+def _gain_options(gain: str) -> dict:
     """Keyword arguments of :func:`m_step` for a ``gain`` setting."""
     return {"update_gain": gain != "none", "global_gain": gain == "global"}
 
 
-def initial_noise(power: torch.Tensor, rank: int, level: float,
+def _initial_noise(power: torch.Tensor, rank: int, level: float,
                   generator: torch.Generator | None) -> NMFNoise:
     """:func:`init_nmf` with ``H`` scaled by ``level`` (the VEM initialisation)."""
     nmf = init_nmf(power, rank, generator)
     return NMFNoise(nmf.W, nmf.H * level, nmf.g)
 
 
-def frame_blocks(prior: Prior, n_frames: int, block_frames: int | None,
+def _frame_blocks(prior: Prior, n_frames: int, block_frames: int | None,
                  device) -> Iterator[torch.Tensor] | None:
     """Endless cycle of ``(time,)`` 0/1 masks of consecutive blocks of frames, or None when
     the prior factorises over frames or no blocking is asked for."""
@@ -253,7 +273,7 @@ def frame_blocks(prior: Prior, n_frames: int, block_frames: int | None,
     return itertools.cycle(masks)
 
 
-def make_kernel(step_fn, target, frame_factorised: bool, blocks):
+def _make_kernel(step_fn, target, frame_factorised: bool, blocks):
     """Bind a kernel (:func:`rw_metropolis_step` or :func:`mala_step`) to a target; with
     ``blocks``, each call moves the next block of frames."""
 
@@ -265,7 +285,15 @@ def make_kernel(step_fn, target, frame_factorised: bool, blocks):
     return kernel
 
 
-def wiener_from_chain(chain: MarkovChain, target: LatentPosterior, n: int,
+def _sample_cost(prior: Prior, states: list[ChainState], n_bins: int) -> float:
+    """Mean per-bin cost ``P / Vx + log Vx`` of chain states, read off their log densities
+    (``log_prob - log p(z)``), so no pass over the ``(freq, time)`` tensors."""
+    with torch.no_grad():
+        total = sum(float((s.log_prob - prior.log_prior(s.z)).sum()) for s in states)
+    return -total / n_bins
+
+
+def _wiener_from_chain(chain: MarkovChain, target: LatentPosterior, n: int,
                       mixture_stft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Speech and noise STFTs from the Wiener gain ``g v / (g v + W H)`` averaged over
     ``n`` chain states (and over the chains, the leading dimension of the state, if any)."""
@@ -313,15 +341,15 @@ def mcem(prior: Prior, mixture_stft: torch.Tensor, config: MCEMConfig = MCEMConf
     References:
         Leglaive, Girin, Horaud, IEEE MLSP 2018.
     """
-    power = check_mixture(prior, mixture_stft)
+    power = _check_mixture(prior, mixture_stft)
     n_frames = power.shape[-1]
     with torch.no_grad():
         z0 = prior.encode(power).mean
-        nmf = initial_noise(power, config.nmf_rank, config.init_noise_level, generator)
+        nmf = _initial_noise(power, config.nmf_rank, config.init_noise_level, generator)
     target = LatentPosterior(prior, power, nmf)
-    blocks = frame_blocks(prior, n_frames, config.block_frames, power.device)
+    blocks = _frame_blocks(prior, n_frames, config.block_frames, power.device)
     factorised = prior.frame_factorised
-    chain = MarkovChain(make_kernel(rw_metropolis_step, target, factorised, blocks),
+    chain = MarkovChain(_make_kernel(rw_metropolis_step, target, factorised, blocks),
                         init_state(target, z0), config.proposal_var, generator)
     objective: list[float] = []
     acceptance: list[float] = []
@@ -329,16 +357,17 @@ def mcem(prior: Prior, mixture_stft: torch.Tensor, config: MCEMConfig = MCEMConf
     with torch.no_grad():
         for it in range(1, config.iterations + 1):
             chain.warmup(config.burnin)
-            vs = torch.stack([s.aux for s in chain.sample(config.samples)])  # (R, 1, F, T)
+            kept = list(chain.sample(config.samples))
+            vs = torch.stack([s.aux for s in kept])  # (R, 1, F, T)
             acceptance.append(chain.last_accept)
+            objective.append(_sample_cost(prior, kept, vs.numel()))
             for _ in range(config.m_steps):
-                nmf = m_step(power, vs, nmf, **gain_options(config.gain))
-            objective.append(float(mixture_cost(power, vs, nmf).sum()) / vs.numel())
+                nmf = m_step(power, vs, nmf, **_gain_options(config.gain))
             target = LatentPosterior(prior, power, nmf)
-            chain.kernel = make_kernel(rw_metropolis_step, target, factorised, blocks)
+            chain.kernel = _make_kernel(rw_metropolis_step, target, factorised, blocks)
             chain.state = target.rescore(chain.state)
             if config.tol > 0 and it >= 2 and abs(objective[-1] - objective[-2]) < config.tol:
                 break
         chain.warmup(config.final_burnin)
-        speech, noise = wiener_from_chain(chain, target, config.final_samples, mixture_stft)
+        speech, noise = _wiener_from_chain(chain, target, config.final_samples, mixture_stft)
     return SamplingResult(speech, noise, nmf, objective, it, acceptance)

@@ -72,11 +72,22 @@ def autograd_log_density(log_density: LogDensity) -> LogDensityGrad:
     """Wrap a log density so that it also returns its gradient (by autograd).
 
     Args:
-        log_density: callable ``z -> (log_prob (..., time), aux)``, differentiable in ``z``.
+        log_density: callable ``z -> (log_prob (..., time), aux)``, differentiable in ``z``
+            (it must not switch gradients off inside).
 
     Returns:
         callable ``z -> (log_prob, aux, grad)`` with ``grad`` of the shape of ``z``, the
         gradient of ``log_prob.sum()``; every output is detached.
+
+    Shape:
+        ``z (..., latent, time)``; ``log_prob (..., time)`` (or ``(..., 1)``).
+
+    Raises:
+        RuntimeError: from autograd, if ``log_density`` does not depend differentiably on
+            ``z``.
+
+    References:
+        Roberts & Tweedie, Bernoulli 1996 (the gradient drives the Langevin proposal).
     """
 
     def with_grad(z: torch.Tensor):
@@ -99,7 +110,16 @@ def init_state(log_density: LogDensity | LogDensityGrad, z: torch.Tensor,
         with_grad: also store the gradient (needed by :func:`mala_step`).
 
     Returns:
-        :class:`ChainState` at ``z``.
+        :class:`ChainState` at ``z`` (``z`` detached).
+
+    Shape:
+        ``z (..., latent, time)``; ``log_prob (..., time)``.
+
+    Raises:
+        whatever ``log_density`` raises (nothing is checked here).
+
+    References:
+        Pyro's kernel/driver split (``pyro.infer.mcmc``): the state a kernel works on.
     """
     if with_grad:
         lp, aux, grad = log_density(z)
@@ -112,13 +132,10 @@ def init_state(log_density: LogDensity | LogDensityGrad, z: torch.Tensor,
 def _accept(state: ChainState, proposal: ChainState, log_ratio: torch.Tensor,
             generator: torch.Generator | None, frame_factorised: bool
             ) -> tuple[ChainState, torch.Tensor]:
-    """Accept or reject ``proposal`` (per frame or per sequence) given the log MH ratio.
-
-    ``log_ratio`` has the per-frame shape ``(..., time)``; for a non-factorised target it is
-    summed over time first. A NaN ratio (e.g. an overflowing decoder) counts as a rejection.
+    """Accept or reject ``proposal`` (per frame or per sequence) given the log MH ratio,
+    ``(..., time)`` for a frame-factorised target, else ``(...,)`` (see :func:`_log_ratio`).
+    A NaN ratio (e.g. an overflowing decoder) counts as a rejection.
     """
-    if not frame_factorised:
-        log_ratio = log_ratio.sum(-1)
     log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf)
     log_u = torch.rand(log_ratio.shape, generator=generator, device=log_ratio.device,
                        dtype=log_ratio.dtype).log()
@@ -137,6 +154,17 @@ def _accept(state: ChainState, proposal: ChainState, log_ratio: torch.Tensor,
         grad=pick(proposal.grad, state.grad, frame_mask),
     )
     return new, log_ratio.clamp(max=0.0).exp()
+
+
+def _log_ratio(lp_new: torch.Tensor, lp_old: torch.Tensor, log_q_ratio: torch.Tensor | None,
+               frame_factorised: bool) -> torch.Tensor:
+    """``log pi(z') - log pi(z) [+ log q(z|z') - log q(z'|z)]``: per frame ``(..., time)``,
+    or summed over the sequence ``(...,)``. Each term is summed on its own, so a target may
+    give its log density as per-frame terms ``(..., time)`` or as one total ``(..., 1)``."""
+    if frame_factorised:
+        return lp_new - lp_old if log_q_ratio is None else lp_new - lp_old + log_q_ratio
+    out = (lp_new - lp_old).sum(-1)
+    return out if log_q_ratio is None else out + log_q_ratio.sum(-1)
 
 
 def _block_mask(block: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor | None:
@@ -193,7 +221,7 @@ def rw_metropolis_step(state: ChainState, log_density: LogDensity,
     with torch.no_grad():
         lp_new, aux_new = log_density(z_new)
     proposal = ChainState(z_new, lp_new, aux_new)
-    log_ratio = lp_new - state.log_prob
+    log_ratio = _log_ratio(lp_new, state.log_prob, None, frame_factorised)
     return _accept(replace(state, grad=None), proposal, log_ratio, generator, frame_factorised)
 
 
@@ -253,7 +281,7 @@ def mala_step(state: ChainState, log_density: LogDensityGrad, step_size: float |
     fwd = one * (z_new - z - 0.5 * eps * state.grad)
     bwd = one * (z - z_new - 0.5 * eps * grad_new)
     log_q_ratio = ((fwd.square() - bwd.square()) / (2 * eps)).sum(-2)  # (..., time)
-    log_ratio = lp_new - state.log_prob + log_q_ratio
+    log_ratio = _log_ratio(lp_new, state.log_prob, log_q_ratio, frame_factorised)
     return _accept(state, proposal, log_ratio, generator, frame_factorised)
 
 
@@ -293,6 +321,7 @@ class MarkovChain:
         state, step_size, kernel: public, so that an EM algorithm can re-target the chain
             (replace the kernel and re-score the state) after its M-step.
         steps: kernel steps run so far.
+        last_accept: mean acceptance probability of the last :meth:`sample` call.
 
     References:
         Robbins & Monro 1951; Andrieu & Thoms, "A tutorial on adaptive MCMC", Stat. Comput.
@@ -309,9 +338,14 @@ class MarkovChain:
         self.target_accept = target_accept
         self.adapt_gain = adapt_gain
         self.steps = 0
+        self.last_accept = math.nan
 
     def step(self, adapt: bool = False) -> torch.Tensor:
-        """Run one kernel step; returns the acceptance probabilities."""
+        """Run one kernel step (adapting the step size if ``adapt`` and ``target_accept``).
+
+        Returns:
+            the acceptance probabilities of the step, ``(..., time)`` or ``(...,)``.
+        """
         self.state, accept = self.kernel(self.state, self.step_size, self.generator)
         self.steps += 1
         if adapt and self.target_accept is not None:
@@ -419,43 +453,71 @@ def _gig_standard(lam: torch.Tensor, omega: torch.Tensor, generator, max_rounds:
 
     out = torch.empty_like(lam)
     pending = torch.arange(n, device=dev)
+    regimes = [(shift, _gig_try_shift), (no_shift, _gig_try_noshift), (hat, _gig_try_hat)]
+    consts = {"mode": mode, "lq_mode": lq_mode, "v1min": v1min, "v1max": v1max,
+              "u2max": u2max, "v2max": v2max, "x0": x0, "xs": xs, "k1": k1, "k2": k2,
+              "k3": k3, "area1": area1, "area2": area2, "area": area, "lam_safe": lam_safe,
+              "lam_pos": lam_pos, "lam": lam, "omega": omega}
     for _ in range(max_rounds):
         if pending.numel() == 0:
             return out
+        # several candidates per pending draw and round (fewer, larger tensor operations)
+        tries = 4
         k = pending.numel()
-        u = torch.rand(k, generator=generator, device=dev, dtype=lam.dtype)
-        w = torch.rand(k, generator=generator, device=dev, dtype=lam.dtype)
-        lm, om = lam[pending], omega[pending]
-        # regime 1
-        x1 = (v1min[pending] + (v1max[pending] - v1min[pending]) * w) / u + mode[pending]
-        ok1 = 2 * torch.log(u) <= _gig_logq(x1, lm, om) - lq_mode[pending]
-        # regime 2
-        x2 = v2max[pending] * w / (u2max[pending] * u)
-        ok2 = 2 * torch.log(u2max[pending] * u) <= _gig_logq(x2, lm, om)
-        # regime 3
-        v = area[pending] * w
-        a1_, a2_ = area1[pending], area2[pending]
-        in1, in2 = v <= a1_, (v > a1_) & (v <= a1_ + a2_)
-        x0p, k2p, k3p, xsp = x0[pending], k2[pending], k3[pending], xs[pending]
-        lsafe = lam_safe[pending]
-        x3a = x0p * v / a1_
-        x3b = torch.where(lam_pos[pending],
-                          (x0p.pow(lsafe) + (v - a1_) * lsafe / k2p.clamp_min(1e-300))
-                          .clamp_min(0).pow(1 / lsafe),
-                          om * torch.exp((v - a1_) * torch.exp(om)))
-        zz = torch.exp(-xsp * om / 2) - om * (v - a1_ - a2_) / (2 * k3p)
-        x3c = -2 / om * torch.log(zz.clamp_min(1e-300))
-        x3 = torch.where(in1, x3a, torch.where(in2, x3b, x3c))
-        h = torch.where(in1, k1[pending], torch.where(in2, k2p * x3.clamp_min(1e-300)
-                                                      .pow(lm - 1), k3p * torch.exp(-x3 * om / 2)))
-        ok3 = torch.log(u * h) <= _gig_logq(x3, lm, om)
-        sh, ns = shift[pending], no_shift[pending]
-        x = torch.where(sh, x1, torch.where(ns, x2, x3))
-        ok = torch.where(sh, ok1, torch.where(ns, ok2, ok3)) & (x > 0) & torch.isfinite(x)
-        out[pending[ok]] = x[ok]
-        pending = pending[~ok]
+        u = torch.rand((tries, k), generator=generator, device=dev, dtype=lam.dtype)
+        w = torch.rand((tries, k), generator=generator, device=dev, dtype=lam.dtype)
+        x = torch.zeros((tries, k), device=dev, dtype=lam.dtype)
+        ok = torch.zeros((tries, k), device=dev, dtype=torch.bool)
+        for in_regime, attempt in regimes:
+            sel = in_regime[pending]
+            if not bool(sel.any()):
+                continue
+            idx = pending[sel]
+            c = {key: val[idx] for key, val in consts.items()}
+            xr, okr = attempt(u[:, sel], w[:, sel], c)
+            x[:, sel], ok[:, sel] = xr, okr
+        ok &= (x > 0) & torch.isfinite(x)
+        # first accepted candidate of each pending draw
+        any_ok = ok.any(0)
+        first = ok.to(torch.int8).argmax(0)
+        chosen = x.gather(0, first[None])[0]
+        out[pending[any_ok]] = chosen[any_ok]
+        pending = pending[~any_ok]
     raise RuntimeError(f"GIG sampler: {pending.numel()} draws not accepted after "
                        f"{max_rounds} rounds")
+
+
+def _gig_try_shift(u, w, c):
+    """Ratio-of-uniforms with mode shift (u in (0, 1), v in (vmin, vmax))."""
+    x = (c["v1min"] + (c["v1max"] - c["v1min"]) * w) / u + c["mode"]
+    return x, 2 * torch.log(u) <= _gig_logq(x, c["lam"], c["omega"]) - c["lq_mode"]
+
+
+def _gig_try_noshift(u, w, c):
+    """Ratio-of-uniforms without mode shift (u in (0, umax), v in (0, vmax))."""
+    x = c["v2max"] * w / (c["u2max"] * u)
+    return x, 2 * torch.log(c["u2max"] * u) <= _gig_logq(x, c["lam"], c["omega"])
+
+
+def _gig_try_hat(u, w, c):
+    """Hörmann & Leydold's rejection from a three-piece hat (lam < 1, small omega)."""
+    lam, om = c["lam"], c["omega"]
+    a1, a2, k2, k3 = c["area1"], c["area2"], c["k2"], c["k3"]
+    v = c["area"] * w
+    in1, in2 = v <= a1, (v > a1) & (v <= a1 + a2)
+    ls = c["lam_safe"]
+    x_a = c["x0"] * v / a1
+    x_b = torch.where(c["lam_pos"],
+                      (c["x0"].pow(ls) + (v - a1) * ls / k2.clamp_min(1e-300))
+                      .clamp_min(0).pow(1 / ls),
+                      om * torch.exp((v - a1) * torch.exp(om)))
+    zz = torch.exp(-c["xs"] * om / 2) - om * (v - a1 - a2) / (2 * k3)
+    x_c = -2 / om * torch.log(zz.clamp_min(1e-300))
+    x = torch.where(in1, x_a, torch.where(in2, x_b, x_c))
+    h = torch.where(in1, c["k1"].expand_as(x),
+                    torch.where(in2, k2 * x.clamp_min(1e-300).pow(lam - 1),
+                                k3 * torch.exp(-x * om / 2)))
+    return x, torch.log(u * h) <= _gig_logq(x, lam, om)
 
 
 def sample_gig(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
@@ -490,8 +552,9 @@ def sample_gig(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
         Statistics and Computing 24(4), 2014 (the algorithm of ``scipy.stats.geninvgauss``);
         Dagpunar, Commun. Stat. Simul. Comput. 1989 (ratio-of-uniforms with mode shift).
     """
-    p, a, b = torch.broadcast_tensors(torch.as_tensor(p), torch.as_tensor(a),
-                                      torch.as_tensor(b))
+    device = next((t.device for t in (p, a, b)
+                   if isinstance(t, torch.Tensor) and t.device.type != "cpu"), None)
+    p, a, b = torch.broadcast_tensors(*(torch.as_tensor(t, device=device) for t in (p, a, b)))
     dtype = torch.promote_types(torch.promote_types(p.dtype, a.dtype), b.dtype)
     if not dtype.is_floating_point:
         dtype = torch.get_default_dtype()

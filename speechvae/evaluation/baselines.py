@@ -150,8 +150,13 @@ class SpectralGating:
         self.config = config or SpectralGatingConfig()
 
     def settings(self) -> dict:
-        return {"baseline": self.name, "noisereduce": getattr(self._nr, "__version__", "?"),
-                **asdict(self.config)}
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            nr_version = version("noisereduce")
+        except PackageNotFoundError:
+            nr_version = "unknown"
+        return {"baseline": self.name, "noisereduce": nr_version, **asdict(self.config)}
 
     def __call__(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """Denoise ``waveform`` ``(time,)`` at ``sample_rate`` Hz; same shape, float32."""

@@ -159,19 +159,22 @@ def _enhance_takes_algorithm() -> bool:
 
 
 def _algorithm_config(algorithm: str, overrides: Mapping):
-    """The settings object of ``algorithm`` with the given fields replaced (fields the
-    algorithm does not have are left out), or None when the registry gives no config."""
+    """The settings of ``algorithm`` (its registered config class, or :class:`VEMConfig`
+    without a registry) with the given fields replaced; fields the algorithm does not have
+    are left out.
+
+    Raises:
+        KeyError: an algorithm the registry does not know.
+    """
     from .. import enhancement
 
-    if algorithm == "vem":
-        cls = enhancement.VEMConfig
+    getter = getattr(enhancement, "get_algorithm", None)
+    if callable(getter):
+        config = getter(algorithm).default_config()
+    elif algorithm == "vem":
+        config = enhancement.VEMConfig()
     else:
-        getter = getattr(enhancement, "get_algorithm_config", None) or \
-            getattr(enhancement, "algorithm_config", None)
-        cls = getter(algorithm) if callable(getter) else None
-    if cls is None:
-        return None
-    config = cls() if isinstance(cls, type) else cls
+        raise KeyError(f"unknown algorithm {algorithm!r}; available: vem")
     names = {f.name for f in dataclasses.fields(config)}
     return dataclasses.replace(config, **{k: v for k, v in overrides.items()
                                           if v is not None and k in names})
@@ -208,8 +211,10 @@ class PriorMethod:
         self.seed = seed
         self.device = device
         prior = str(prior)
-        self.prior_path = pretrained_path(prior) if prior in shipped_priors() else Path(prior)
-        self.prior_label = prior
+        shipped = prior in shipped_priors()
+        self.prior_path = pretrained_path(prior) if shipped else Path(prior).resolve()
+        # the label goes into run.json: a name, or an absolute path (same from any folder)
+        self.prior_label = prior if shipped else str(self.prior_path)
         self.prior = load_prior(prior, device=device)
         self.config = _algorithm_config(algorithm, overrides or {})
         self._pass_algorithm = _enhance_takes_algorithm()
@@ -217,7 +222,7 @@ class PriorMethod:
             raise ValueError(f"{name}: speechvae.enhance runs VEM only in this version")
 
     def settings(self) -> dict:
-        cfg = dataclasses.asdict(self.config) if self.config is not None else None
+        cfg = dataclasses.asdict(self.config)
         return {"prior": self.prior_label, "prior_sha256": _sha256(self.prior_path),
                 "algorithm": self.algorithm, "config": cfg, "seed": self.seed}
 
@@ -226,12 +231,10 @@ class PriorMethod:
         from ..enhancement import enhance
 
         kwargs = {"algorithm": self.algorithm} if self._pass_algorithm else {}
-        if self.config is not None:
-            kwargs["config"] = self.config
         with warnings.catch_warnings():  # resampling both ways is expected here
             warnings.simplefilter("ignore", AudioWarning)
-            out = enhance(waveform, sample_rate, prior=self.prior, seed=self.seed,
-                          device=self.device, **kwargs)
+            out = enhance(waveform, sample_rate, prior=self.prior, config=self.config,
+                          seed=self.seed, device=self.device, **kwargs)
             y = out.waveform
             if out.sample_rate != sample_rate:
                 y = resample(y, out.sample_rate, sample_rate)
@@ -346,7 +349,7 @@ class _ResultsWriter:
                 for r in rows:
                     w.writerow({k: _csv_value(r[k]) for k in RESULT_COLUMNS})
             os.replace(tmp, path)
-        self._f = open(path, "a", newline="")
+        self._f = open(path, "a", newline="")  # noqa: SIM115 -- held open, closed by close()
         self._w = csv.DictWriter(self._f, fieldnames=list(RESULT_COLUMNS))
 
     @staticmethod

@@ -40,6 +40,7 @@ __all__ = [
     "plot_spectrograms",
     "require_plotting",
     "summarise",
+    "table_cells",
     "write_report",
 ]
 
@@ -189,7 +190,10 @@ def header_lines(info: dict) -> list[str]:
     return lines
 
 
-def _table(summary: list[dict], group_by: str, title: str) -> list[list[str]]:
+def table_cells(summary: list[dict], group_by: str, title: str) -> list[list[str]]:
+    """One grouping of :func:`summarise` as text cells: a header row, then one row per
+    (group, method); the best mean of each group and metric in ``**bold**``. ``title`` is
+    the group column's header (empty: no group column, for the overall table)."""
     best = _best(summary)
     head = ([title] if title else []) + ["method", "n", *map(_header_name, METRICS), "RTF"]
     body = []
@@ -217,7 +221,7 @@ def markdown_report(summary: list[dict], info: dict) -> str:
     name = Path(info["set"]).name
     out = [f"# speechvae evaluation: {name}", "", *header_lines(info), ""]
     for key, title in GROUPINGS:
-        table = _table(summary, key, title)
+        table = table_cells(summary, key, title)
         out += [f"## {SECTION_TITLES[key]}", "", "| " + " | ".join(table[0]) + " |",
                 "|" + "|".join("---" if i < (2 if title else 1) else "---:"
                                for i in range(len(table[0]))) + "|"]
@@ -249,7 +253,8 @@ def plot_scores(summary: list[dict], path: str | os.PathLike) -> Path:
     Figure = require_plotting()
     overall = [r for r in summary if r["group_by"] == "overall"]
     methods = [r["method"] for r in overall]
-    fig = Figure(figsize=(2.6 * len(METRICS), 3.4), layout="constrained")
+    fig = Figure(figsize=(2.6 * len(METRICS), 3.4))
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.24, top=0.84, wspace=0.3)
     axes = fig.subplots(1, len(METRICS))
     colors = [f"C{i % 10}" for i in range(len(methods))]
     for ax, k in zip(np.atleast_1d(axes), METRICS):
@@ -286,7 +291,10 @@ def plot_spectrograms(signals: list[tuple[str, np.ndarray]], path: str | os.Path
     Figure = require_plotting()
     specs = [(label, _db_spectrogram(x)) for label, x in signals]
     top = max(float(s.max()) for _, s in specs)
-    fig = Figure(figsize=(9, 1.7 * len(specs) + 0.6), layout="constrained")
+    height = 1.7 * len(specs) + 1.0
+    fig = Figure(figsize=(9, height))
+    fig.subplots_adjust(left=0.07, right=0.87, bottom=0.5 / height, top=1 - 0.6 / height,
+                        hspace=0.45)
     axes = np.atleast_1d(fig.subplots(len(specs), 1, sharex=True))
     image = None
     for ax, (label, s), (_, x) in zip(axes, specs, signals):
@@ -297,7 +305,7 @@ def plot_spectrograms(signals: list[tuple[str, np.ndarray]], path: str | os.Path
         ax.set_ylabel("kHz", fontsize=8)
         ax.tick_params(labelsize=8)
     axes[-1].set_xlabel("time (s)", fontsize=8)
-    fig.colorbar(image, ax=list(axes), label="dB", shrink=0.8)
+    fig.colorbar(image, cax=fig.add_axes((0.9, 0.25, 0.02, 0.5)), label="dB")
     if title:
         fig.suptitle(title, fontsize=10)
     path = Path(path)
@@ -335,8 +343,9 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; }
 th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 ul.info { font-size: 0.85em; color: #444; } ul.info code { font-size: 0.95em; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.3em 0; }
-table.files td { vertical-align: top; } table.files audio { width: 210px; height: 32px; }
-.sc { font-size: 0.8em; color: #555; }
+table.files td { vertical-align: top; } table.files audio { width: 170px; height: 32px; }
+tr.first td { border-top: 2px solid #999; }
+.sc { font-size: 0.8em; color: #555; } div.wide { overflow-x: auto; }
 """
 
 
@@ -347,13 +356,14 @@ def _md_inline(text: str) -> str:
     return re.sub(r"\*\*([^*]*)\*\*", r"<b>\1</b>", text)
 
 
-def _html_table(table: list[list[str]], n_text: int) -> str:
+def _html_table(table: list[list[str]], n_text: int, grouped: bool) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table[0])
     body = []
-    for r in table[1:]:
+    for k, r in enumerate(table[1:]):
         cells = [f"<td{' class=num' if i >= n_text else ''}>{_md_inline(c)}</td>"
                  for i, c in enumerate(r)]
-        body.append("<tr>" + "".join(cells) + "</tr>")
+        first = grouped and k > 0 and r[0] != table[k][0]  # a new group starts here
+        body.append(f"<tr{' class=first' if first else ''}>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>\n" + "\n".join(body) + "</table>"
 
 
@@ -380,7 +390,7 @@ def html_page(result, summary: list[dict], output_dir: Path, figures: dict) -> s
         out.append(f'<img src="{_href(figures["scores"], output_dir)}" alt="mean scores">')
     for key, title in GROUPINGS:
         out.append(f"<h2>{SECTION_TITLES[key]}</h2>")
-        out.append(_html_table(_table(summary, key, title), 3 if title else 2))
+        out.append(_html_table(table_cells(summary, key, title), 3 if title else 2, bool(title)))
     spectrograms = figures.get("spectrograms", {})
     if spectrograms:
         out.append("<h2>Spectrograms</h2>")
@@ -390,7 +400,7 @@ def html_page(result, summary: list[dict], output_dir: Path, figures: dict) -> s
     by_key = {(r["name"], r["method"]): r for r in result.rows}
     shown = [m for m in result.methods if m != "noisy"]
     out.append("<h2>Files</h2>")
-    out.append('<table class="files"><tr><th>file</th><th>clean</th><th>noisy</th>'
+    out.append('<div class="wide"><table class="files"><tr><th>file</th><th>clean</th><th>noisy</th>'
                + "".join(f"<th>{html.escape(m)}</th>" for m in shown) + "</tr>")
     for p in result.pairs:
         def cell(href: str, row: dict | None) -> str:
@@ -408,7 +418,7 @@ def html_page(result, summary: list[dict], output_dir: Path, figures: dict) -> s
             row = by_key[(p.name, m)]
             cells.append(cell(_href(output_dir / row["output"], output_dir), row))
         out.append("<tr>" + "".join(cells) + "</tr>")
-    out += ["</table>", "</body></html>", ""]
+    out += ["</table></div>", "</body></html>", ""]
     return "\n".join(out)
 
 

@@ -113,6 +113,12 @@ class Prior(nn.Module):
         (for a Markov prior, the term of frame t is ``log p(z_t | z_{t-1})``)."""
         raise NotImplementedError
 
+    def sample_latent(self, num_frames: int, batch: int = 1,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``z ~ p(z)``: ``(batch, latent, num_frames)`` (for a Markov prior, frame by
+        frame). Used to generate speech from the prior alone."""
+        raise NotImplementedError(f"prior {self.name!r} cannot sample its latent prior")
+
     def neg_elbo(self, power: torch.Tensor, beta: float = 1.0,
                  generator: torch.Generator | None = None,
                  mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -141,6 +147,14 @@ class Prior(nn.Module):
         is_term = (is_div * mask).sum() / n
         kl_term = (kl * mask).sum() / n
         return {"loss": is_term + beta * kl_term, "is": is_term, "kl": kl_term}
+
+    def forward(self, power: torch.Tensor, beta: float = 1.0,
+                generator: torch.Generator | None = None,
+                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The training loss, :meth:`neg_elbo`: calling the module (or its
+        ``DistributedDataParallel`` wrapper) computes it, so that DDP sees the forward pass
+        and averages the gradients over processes."""
+        return self.neg_elbo(power, beta=beta, generator=generator, mask=mask)
 
     # -- checkpoints -------------------------------------------------------------------
     def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:

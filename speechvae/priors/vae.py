@@ -98,6 +98,13 @@ class VAE(Prior):
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
         return -0.5 * z.square().sum(dim=-2)
 
+    def sample_latent(self, num_frames: int, batch: int = 1,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """``z_t ~ N(0, I)`` iid per frame: ``(batch, latent, num_frames)``."""
+        p = next(self.parameters())
+        return torch.randn(batch, self.latent_dim, num_frames, generator=generator,
+                           device=p.device, dtype=p.dtype)
+
     def encoder_parameters(self):
         """Parameters of the inference network (fine-tuned per file by VEM)."""
         for m in (self.encoder_body, self.encoder_mean, self.encoder_logvar):

@@ -71,7 +71,14 @@ def build_cache(files, cache_dir: str | os.PathLike, stft: STFTConfig = DEFAULT_
     The cache is keyed by the file list (paths, sizes, times), the STFT config and the trim
     threshold; it is written to a temporary name and renamed, so an interrupted build is
     simply redone.
+
+    In a ``torchrun`` launch every rank calls this: the first process of each node
+    (``LOCAL_RANK`` 0) builds a missing cache while the others wait at a barrier, then all
+    open the same memory map (the operating system shares its pages between the processes).
+    Nodes sharing a file system may each build it; the renames make that harmless.
     """
+    from .. import distributed as D
+
     files = [str(f) for f in files]
     if not files:
         raise ValueError("no training files")
@@ -80,8 +87,12 @@ def build_cache(files, cache_dir: str | os.PathLike, stft: STFTConfig = DEFAULT_
     key = _cache_key(files, stft, top_db)
     data_path = cache_dir / f"spec-{key}.f32"
     meta_path = cache_dir / f"spec-{key}.json"
-    if not (data_path.exists() and meta_path.exists()):
-        tmp = data_path.with_suffix(".part")
+    launch = D.init_distributed()  # no-op unless WORLD_SIZE > 1 (gloo if no group yet)
+    builder = launch.local_rank == 0
+    if builder and not (data_path.exists() and meta_path.exists()):
+        from ..audio import _temp_beside
+
+        tmp = _temp_beside(data_path, ".part")
         offsets = [0]
         try:
             _write_cache(files, tmp, offsets, stft, top_db, progress, cache_dir.name)
@@ -89,10 +100,11 @@ def build_cache(files, cache_dir: str | os.PathLike, stft: STFTConfig = DEFAULT_
             tmp.unlink(missing_ok=True)
             raise
         os.replace(tmp, data_path)
-        meta_tmp = meta_path.with_suffix(".part")
+        meta_tmp = _temp_beside(meta_path, ".part")
         meta_tmp.write_text(json.dumps({"files": files, "offsets": offsets,
                                         "n_freq": stft.n_freq}))
         os.replace(meta_tmp, meta_path)
+    D.barrier()
     meta = json.loads(meta_path.read_text())
     offsets = np.asarray(meta["offsets"], dtype=np.int64)
     frames = np.memmap(data_path, dtype=np.float32, mode="r",
@@ -127,6 +139,12 @@ class SegmentSampler:
     Itakura–Saito divergence is degenerate); ``None`` keeps everything.
 
     Yields power tensors of shape ``(batch, freq, length)``.
+
+    In a run of ``world_size`` processes (see :meth:`batches`) every process draws the same
+    permutation and takes every ``world_size``-th segment of each batch, as
+    ``torch.utils.data.DistributedSampler`` does over the whole epoch: the ranks' shards of a
+    batch are disjoint and together they are the single-process batch. Segments are read from
+    the memory map batch by batch, so no process holds the corpus in memory.
     """
 
     def __init__(self, cache: SpectrogramCache, length: int, batch_size: int,
@@ -149,11 +167,23 @@ class SegmentSampler:
     def __len__(self) -> int:
         return int(-(-len(self.starts) // self.batch_size))
 
-    def batches(self, generator: torch.Generator | None = None, shuffle: bool = True):
+    def batches(self, generator: torch.Generator | None = None, shuffle: bool = True,
+                rank: int = 0, world_size: int = 1):
+        """One epoch of batches, ``(batch, freq, length)`` each.
+
+        Args:
+            generator: draws the order (every rank must pass an equally seeded one).
+            shuffle: random order; else the cache order.
+            rank, world_size: yield this rank's shard of every batch: segments
+                ``rank, rank + world_size, ...`` of it (``batch_size // world_size`` or one
+                more; possibly none in a last batch smaller than ``world_size``).
+        """
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world_size {world_size}")
         order = (torch.randperm(len(self.starts), generator=generator).numpy() if shuffle
                  else np.arange(len(self.starts)))
         idx = np.arange(self.length)
         for i in range(0, len(order), self.batch_size):
-            s = np.sort(self.starts[order[i:i + self.batch_size]])
+            s = np.sort(self.starts[order[i:i + self.batch_size][rank::world_size]])
             block = self.cache.frames[s[:, None] + idx[None, :]]  # (batch, length, freq)
             yield torch.from_numpy(np.ascontiguousarray(block.transpose(0, 2, 1)))

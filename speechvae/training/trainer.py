@@ -7,6 +7,13 @@ The trainer owns everything stateful about a run and keeps it in ``out_dir``:
 * ``best.pt``  -- the prior checkpoint with the lowest validation loss (a self-describing
   prior checkpoint, see :func:`speechvae.priors.save_prior`);
 * ``log.csv``  -- one line per epoch: train/val loss, IS and KL terms, seconds.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) the same call trains data-parallel: the prior is
+wrapped in ``DistributedDataParallel``, every batch of ``config.batch_size`` segments is split
+over the ranks (the global batch, the number of optimiser steps and the learning rate stay
+those of the single-process run, so a recipe gives the same model, only faster), validation
+sums are added over ranks, and only rank 0 prints and writes ``out_dir``. A single-process
+run is unchanged, bit for bit.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed as D
 from ..priors.base import Prior, atomic_torch_save, safe_torch_load, save_prior
 from .data import SegmentSampler, SpectrogramCache
 
@@ -32,7 +40,8 @@ class TrainConfig:
 
     Attributes:
         epochs: maximum number of epochs.
-        batch_size: segments per batch.
+        batch_size: segments per batch (per optimiser step, summed over all processes of a
+            distributed run).
         sequence_length: frames per segment (1 for frame-wise priors, ~50 for dynamical ones).
         lr: Adam learning rate.
         beta: final weight of the KL term.
@@ -64,19 +73,31 @@ class TrainConfig:
 
 @torch.no_grad()
 def evaluate_prior(prior: Prior, sampler: SegmentSampler, beta: float = 1.0, seed: int = 0,
-                   device="cpu") -> dict[str, float]:
-    """Mean negative ELBO (and its IS / KL terms) per frame over a sampler, with fixed noise."""
+                   device="cpu", launch: D.Launch | None = None) -> dict[str, float]:
+    """Mean negative ELBO (and its IS / KL terms) per frame over a sampler, with fixed noise.
+
+    With ``launch`` of a distributed run, each rank evaluates its shard of every batch (noise
+    seeded ``seed + rank``) and the per-frame sums are added over ranks, so every rank
+    returns the same numbers; every rank must call it.
+    """
+    launch = launch or D.Launch()
     prior.eval()
-    g = torch.Generator(device=device).manual_seed(seed)
+    g = torch.Generator(device=device).manual_seed(seed + launch.rank)
     tot = {"loss": 0.0, "is": 0.0, "kl": 0.0}
     n = 0
-    for power in sampler.batches(shuffle=False):
+    for power in sampler.batches(shuffle=False, rank=launch.rank,
+                                 world_size=launch.world_size):
+        if power.shape[0] == 0:
+            continue
         power = power.to(device)
         out = prior.neg_elbo(power, beta=beta, generator=g)
         frames = power.shape[0] * power.shape[2]
         for k in tot:
             tot[k] += float(out[k]) * frames
         n += frames
+    if launch.distributed:
+        *sums, n = D.all_reduce_sum([*tot.values(), n])
+        tot = dict(zip(tot, sums))
     return {k: v / n for k, v in tot.items()}
 
 
@@ -89,20 +110,38 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
     name and config). The best model is saved to ``out_dir/best.pt`` with ``metadata`` plus
     training facts (epochs, validation loss, train config).
 
+    Distributed (``torchrun``, see the module docstring): every rank calls this with the same
+    arguments; the process group is created from the environment if the caller has not done
+    so, ``device="cuda"`` means this rank's GPU (``cuda:LOCAL_RANK``), every rank returns
+    the same summary and only rank 0 writes files and prints.
+
     Raises:
         ValueError: ``last.pt`` belongs to another prior or config.
     """
     from tqdm.auto import tqdm
 
+    launch = D.init_distributed(str(device))
+    device = D.local_device(str(device), launch)
+    main = launch.is_main
+    progress = progress and main
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     prior.to(device)
+    model = prior
+    if launch.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # broadcasts rank 0's initial weights; backward() averages the gradients
+        model = DistributedDataParallel(
+            prior, device_ids=[launch.local_rank] if device.startswith("cuda") else None)
     opt = torch.optim.Adam(prior.parameters(), lr=config.lr)
     sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, factor=config.lr_decay_factor, patience=config.lr_decay_patience)
         if config.lr_decay_patience is not None else None)
-    gen = torch.Generator().manual_seed(config.seed)
-    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    gen = torch.Generator().manual_seed(config.seed)  # batch order: the same on every rank
+    # reparameterisation noise: one stream per rank (rank 0's is the single-process one)
+    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1 + 1000 * launch.rank)
     train_sampler = SegmentSampler(train, config.sequence_length, config.batch_size,
                                    config.silence_db)
     val_sampler = SegmentSampler(val, config.sequence_length, config.batch_size,
@@ -112,8 +151,10 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
     prior_config = dataclasses.asdict(prior.config)
 
     last = out_dir / "last.pt"
-    if last.exists():
-        state = safe_torch_load(last)
+    # rank 0 reads last.pt and sends it to every rank (out_dir need not be shared by nodes)
+    state = safe_torch_load(last) if main and last.exists() else None
+    state = D.broadcast_object(state)
+    if state is not None:
         if state["prior_name"] != prior.name or state["prior_config"] != prior_config:
             raise ValueError(f"{last}: belongs to another prior/config; use a new output folder")
         prior.load_state_dict(state["model"])
@@ -121,7 +162,11 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
         if sched is not None and state.get("scheduler"):
             sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
-        noise_gen.set_state(state["noise_generator"].to(noise_gen.get_state().device))
+        noise_states = state.get("noise_generators") or [state["noise_generator"]]
+        if len(noise_states) == launch.world_size:
+            noise_gen.set_state(noise_states[launch.rank].to(noise_gen.get_state().device))
+        else:  # resumed with another number of processes: fresh noise streams, same order
+            noise_gen.manual_seed(config.seed + 1 + 1000 * launch.rank + 7919 * state["epoch"])
         history = state["history"]
         start_epoch, best, best_epoch, stale = (state["epoch"] + 1, state["best"],
                                                 state["best_epoch"], state["stale"])
@@ -131,15 +176,16 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
     log_path = out_dir / "log.csv"
     fields = ["epoch", "beta", "lr", "train_loss", "train_is", "train_kl", "val_loss", "val_is",
               "val_kl", "seconds"]
-    # rewrite the log from the restored history so it matches last.pt exactly
-    with open(log_path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows([{k: r.get(k, "") for k in fields} for r in history])
+    if main:  # rewrite the log from the restored history so it matches last.pt exactly
+        with open(log_path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=fields)
+            w.writeheader()
+            w.writerows([{k: r.get(k, "") for k in fields} for r in history])
 
     n_batches = len(train_sampler)
     if config.max_batches_per_epoch:
         n_batches = min(n_batches, config.max_batches_per_epoch)
+    n_segments = len(train_sampler.starts)
     for epoch in range(start_epoch, config.epochs):
         if stale >= config.patience:
             break
@@ -150,21 +196,33 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
         prior.train()
         tot = {"loss": 0.0, "is": 0.0, "kl": 0.0}
         bar = tqdm(total=n_batches, desc=f"epoch {epoch}", disable=not progress or not sys.stderr.isatty(), leave=False)
-        for i, power in enumerate(train_sampler.batches(gen)):
+        batches = train_sampler.batches(gen, rank=launch.rank, world_size=launch.world_size)
+        for i, power in enumerate(batches):
             if i >= n_batches:
                 break
-            out = prior.neg_elbo(power.to(device), beta=beta, generator=noise_gen)
+            out = model(power.to(device), beta=beta, generator=noise_gen)
+            loss = out["loss"]
+            weight = 1.0
+            if launch.distributed:
+                # the losses are means over each rank's frames and DDP averages gradients
+                # over ranks: weighting by this rank's share of the batch makes the
+                # gradient that of the mean over the whole batch, even when shards differ
+                n_global = min(config.batch_size, n_segments - i * config.batch_size)
+                weight = power.shape[0] / n_global
+                loss = loss * (weight * launch.world_size)
             opt.zero_grad(set_to_none=True)
-            out["loss"].backward()
+            loss.backward()
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(prior.parameters(), config.grad_clip)
             opt.step()
             for k in tot:
-                tot[k] += float(out[k].detach())
+                tot[k] += float(out[k].detach()) * weight
             bar.update()
         bar.close()
+        if launch.distributed:
+            tot = dict(zip(tot, D.all_reduce_sum(list(tot.values()))))
         val = evaluate_prior(prior, val_sampler, beta=config.beta, seed=config.seed,
-                             device=device)
+                             device=device, launch=launch)
         if sched is not None and beta >= config.beta:
             sched.step(val["loss"])
         row = {"epoch": epoch, "beta": beta, "lr": opt.param_groups[0]["lr"],
@@ -173,23 +231,33 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
                "val_is": val["is"], "val_kl": val["kl"],
                "seconds": round(time.perf_counter() - t0, 2)}
         history.append(row)
-        if val["loss"] < best:
+        improved = val["loss"] < best
+        if improved:
             best, best_epoch, stale = val["loss"], epoch, 0
-            meta = dict(metadata or {})
-            meta.update(epochs_trained=epoch + 1, best_epoch=epoch, val_loss_per_frame=best,
-                        train_config=dataclasses.asdict(config))
-            save_prior(prior, out_dir / "best.pt", meta)
         elif beta >= config.beta:  # patience only counts once the KL warm-up is over
             stale += 1
-        atomic_torch_save({"prior_name": prior.name, "prior_config": prior_config,
-                           "model": prior.state_dict(), "optimizer": opt.state_dict(),
-                           "generator": gen.get_state(),
-                           "noise_generator": noise_gen.get_state().cpu(), "history": history,
-                           "scheduler": sched.state_dict() if sched is not None else None,
-                           "epoch": epoch, "best": best, "best_epoch": best_epoch,
-                           "stale": stale}, last)
-        with open(log_path, "a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=fields).writerow(row)
+        noise_states = D.all_gather_objects(noise_gen.get_state().cpu())
+        if main:
+            if improved:
+                meta = dict(metadata or {})
+                meta.update(epochs_trained=epoch + 1, best_epoch=epoch, val_loss_per_frame=best,
+                            train_config=dataclasses.asdict(config))
+                if launch.distributed:
+                    meta.update(world_size=launch.world_size)
+                save_prior(prior, out_dir / "best.pt", meta)
+            state = {"prior_name": prior.name, "prior_config": prior_config,
+                     "model": prior.state_dict(), "optimizer": opt.state_dict(),
+                     "generator": gen.get_state(),
+                     "noise_generator": noise_states[0], "history": history,
+                     "scheduler": sched.state_dict() if sched is not None else None,
+                     "epoch": epoch, "best": best, "best_epoch": best_epoch,
+                     "stale": stale}
+            if launch.distributed:
+                state["noise_generators"] = noise_states
+            atomic_torch_save(state, last)
+            with open(log_path, "a", newline="") as fh:
+                csv.DictWriter(fh, fieldnames=fields).writerow(row)
+        D.barrier()  # the epoch's files are complete before any rank goes on (or returns)
         if progress:
             print(f"epoch {epoch:4d}  train {row['train_loss']:.2f}  val {val['loss']:.2f} "
                   f"(IS {val['is']:.2f}, KL {val['kl']:.2f})  best {best:.2f}@{best_epoch}  "
