@@ -30,7 +30,10 @@ def main():
     prior = load_checkpoint(a.checkpoint)  # restricted loader: refuses unsafe files
     meta = prior.metadata
     log = a.log or a.checkpoint.parent / "log.csv"
-    rows = list(csv.DictReader(open(log))) if log.exists() else []
+    rows = []
+    if log.exists():
+        with open(log, newline="") as fh:
+            rows = list(csv.DictReader(fh))
     dest = PRETRAINED / f"{a.name}.pt"
     shutil.copyfile(a.checkpoint, dest)
     load_checkpoint(dest)
@@ -41,36 +44,39 @@ def main():
     lines = [
         f"# Model card: `{a.name}` (frame-wise VAE speech prior)",
         "",
-        "Clean-speech prior for unsupervised speech enhancement (Leglaive, Girin & Horaud, "
-        "MLSP 2018): `z_t ~ N(0, I)`, speech STFT coefficients `s_ft | z_t ~ N_c(0, v_f(z_t))`.",
+        ("Clean-speech prior for unsupervised speech enhancement (Leglaive, Girin & Horaud, "
+         "MLSP 2018): `z_t ~ N(0, I)`, speech STFT coefficients `s_ft | z_t ~ N_c(0, v_f(z_t))`."),
         "",
         "| | |",
         "|---|---|",
-        f"| architecture | encoder {cfg.n_freq} → {' → '.join(map(str, cfg.hidden_dims))} (tanh) "
-        f"→ {cfg.latent_dim} (mean, log-variance); decoder mirrored → {cfg.n_freq} log-variances |",
+        (f"| architecture | encoder {cfg.n_freq} → {' → '.join(map(str, cfg.hidden_dims))} (tanh) "
+         f"→ {cfg.latent_dim} (mean, log-variance); decoder mirrored → {cfg.n_freq} log-variances |"),
         f"| encoder input | {cfg.encoder_input} spectrogram |",
         f"| parameters | {n_params:,} |",
-        f"| STFT | {prior.stft_config.sample_rate} Hz, n_fft {prior.stft_config.n_fft}, hop "
-        f"{prior.stft_config.hop_length}, {prior.stft_config.window} window; waveform "
-        "peak-normalised; leading/trailing silence (40 dB below the loudest frame) trimmed |",
-        "| loss | Itakura–Saito divergence + β·KL, β = "
-        f"{tc.get('beta', '?')}; segments > {tc.get('silence_db', '?')} dB below their "
-        "file's loudest frame skipped |",
-        f"| data | ../shared/data speech splits {', '.join(data.get('splits', []))}: "
-        f"{data.get('train_files', '?')} training files "
-        f"({meta.get('train_frames', '?'):,} frames), {data.get('val_files', '?')} validation "
-        f"files ({meta.get('val_frames', '?'):,} frames) from {data.get('val_speakers', '?')} "
-        "held-out speakers (speaker-disjoint; see recipes/vae/README.md). Licences: "
-        "LibriSpeech CC BY 4.0, MS-SNSD clean speech (PTDB-TUG ODbL 1.0, VCTK CC BY 4.0), "
-        "speechocean762 (CC BY 4.0 per OpenSLR) |",
+        (f"| STFT | {prior.stft_config.sample_rate} Hz, n_fft {prior.stft_config.n_fft}, hop "
+         f"{prior.stft_config.hop_length}, {prior.stft_config.window} window; waveform "
+         "peak-normalised; leading/trailing silence (40 dB below the loudest frame) trimmed |"),
+        ("| loss | Itakura–Saito divergence + β·KL, β = "
+         f"{tc.get('beta', '?')}; segments > {tc.get('silence_db', '?')} dB below their "
+         "file's loudest frame skipped |"),
+        (f"| data | ../shared/data speech splits {', '.join(data.get('splits', []))}: "
+         f"{data.get('train_files', '?')} training files "
+         f"({meta.get('train_frames', '?'):,} frames), {data.get('val_files', '?')} validation "
+         f"files ({meta.get('val_frames', '?'):,} frames) from {data.get('val_speakers', '?')} "
+         "held-out speakers (speaker-disjoint; see recipes/vae/README.md). Licences: "
+         "LibriSpeech CC BY 4.0, MS-SNSD clean speech (PTDB-TUG ODbL 1.0, VCTK CC BY 4.0), "
+         "speechocean762 (CC BY 4.0 per OpenSLR) |"),
         f"| recipe | `{meta.get('recipe', '?')}` at commit {meta.get('commit', '?')} |",
         f"| command | `{meta.get('command', '?')}` |",
-        f"| optimiser | Adam, lr {tc.get('lr', '?')}, batch {tc.get('batch_size', '?')} frames, "
-        f"early stopping (patience {tc.get('patience', '?')}), seed {tc.get('seed', '?')} |",
-        f"| epochs | {len(rows) or '?'} run, best at epoch {meta.get('best_epoch', '?')} "
-        f"(0-based) |",
-        f"| validation loss | {meta.get('val_loss_per_frame', float('nan')):.2f} nats per frame "
-        "(IS + KL, 513 bins) |",
+        (f"| optimiser | Adam, lr {tc.get('lr', '?')}, batch {tc.get('batch_size', '?')} frames, "
+         f"early stopping (patience {tc.get('patience', '?')}), seed {tc.get('seed', '?')}; "
+         f"learning rate x{tc.get('lr_decay_factor', '?')} after "
+         f"{tc.get('lr_decay_patience', '?')} epochs without improvement; gradient norm "
+         f"clipped at {tc.get('grad_clip', '?')} (final settings; see Training history) |"),
+        (f"| epochs | {len(rows) or '?'} run, best at epoch {meta.get('best_epoch', '?')} "
+         f"(0-based) |"),
+        (f"| validation loss | {meta.get('val_loss_per_frame', float('nan')):.2f} nats per frame "
+         "(IS + KL, 513 bins) |"),
         "",
     ]
     if a.note:

@@ -27,7 +27,7 @@ from ..priors.base import Prior
 from .algorithms import register_algorithm
 from .nmf import NMFNoise, init_nmf, m_step, time_major
 
-__all__ = ["VEMConfig", "VEMResult", "vem", "Adam"]
+__all__ = ["Adam", "VEMConfig", "VEMResult", "vem"]
 
 
 class Adam:
