@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from speechvae.evaluation.report import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data"
@@ -112,26 +113,11 @@ def write_noisy(path: Path, seconds: float, blocks: Iterator[np.ndarray]) -> int
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return machine_info()["machine"]
 
 
 def git_commit() -> str:
-    def git(*args) -> str:
-        try:  # outside a checkout (or without git): "unknown"
-            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO,
-                                  check=False).stdout.strip()
-        except OSError:
-            return ""
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return commit + ("+dirty" if dirty else "")
+    return machine_info()["commit"]
 
 
 def main(argv=None) -> int:

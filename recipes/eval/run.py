@@ -22,8 +22,6 @@ import argparse
 import csv
 import dataclasses
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -39,6 +37,7 @@ from common import DEFAULT_DATA_ROOT
 import speechvae
 from speechvae.audio import load_audio
 from speechvae.enhancement import available_algorithms, get_algorithm
+from speechvae.evaluation.report import machine_info
 from speechvae.metrics import METRICS, score
 
 
@@ -51,24 +50,9 @@ def render_devset(data_root: Path, work_dir: Path) -> Path:
 
 
 def machine_line(threads: int, device: str) -> str:
-    # outside a git checkout both print nothing: "unknown" commit, not dirty
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=Path(__file__).parent,
-                            check=False).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, cwd=Path(__file__).parent,
-                           check=False).stdout.strip()
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"machine: {cpu}, {os.cpu_count()} cores; threads: {threads}; device: {device}; "
-            f"torch {torch.__version__}; commit {commit}{'+dirty' if dirty else ''}")
+    m = machine_info()
+    return (f"machine: {m['machine']}, {m['cores']} cores; threads: {threads}; device: {device}; "
+            f"torch {m['torch']}; commit {m['commit']}")
 
 
 def table(rows: list[dict], methods: list[str]) -> str:

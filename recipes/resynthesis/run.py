@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import DEFAULT_DATA_ROOT
 
 from speechvae.audio import load_audio
+from speechvae.evaluation.report import machine_info
 from speechvae.metrics import estoi, pesq_wb, si_sdr
 from speechvae.priors import load_prior
 from speechvae.stft import power_spectrogram
@@ -40,25 +39,11 @@ from speechvae.vocoders import GriffinLim, GriffinLimConfig
 
 
 def _machine() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return machine_info()["machine"]
 
 
 def _commit() -> str:
-    root = Path(__file__).resolve().parents[2]
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
-                             capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, text=True,
-                               capture_output=True, check=True).stdout.strip()
-        return rev + ("+uncommitted" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return machine_info()["commit"]
 
 
 def main(argv=None) -> None:
