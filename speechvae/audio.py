@@ -163,16 +163,19 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000,
 
 
 def check_waveform(waveform: np.ndarray, name: str = "waveform") -> np.ndarray:
-    """Validate an in-memory waveform: 1-D (or ``(channels, time)``, averaged), finite, not
-    empty and not all-zero. Returns a float32 ``(time,)`` array.
+    """Validate an in-memory waveform: 1-D (or 2-D ``(channels, time)`` / ``(time, channels)``
+    as soundfile returns it, averaged over the shorter axis with a warning), finite, not empty
+    and not all-zero. Returns a float32 ``(time,)`` array.
 
     Raises:
         AudioError: empty, NaN/inf, silent or of more than two dimensions.
     """
     x = np.asarray(waveform)
     if x.ndim == 2:
-        _warn(f"{name}: {x.shape[0]} channels averaged to mono (expected shape (time,))")
-        x = x.mean(axis=0)
+        # (channels, time) or soundfile's (time, channels): the shorter axis holds channels
+        axis = 0 if x.shape[0] <= x.shape[1] else 1
+        _warn(f"{name}: {x.shape[axis]} channels averaged to mono (expected shape (time,))")
+        x = x.mean(axis=axis)
     if x.ndim != 1:
         raise AudioError(f"{name}: expected shape (time,), got {tuple(np.shape(waveform))}")
     if x.size == 0:

@@ -214,3 +214,20 @@ def test_list_audio_files(tmp_path):
         list_audio_files([empty])
     with pytest.raises(AudioError, match="no such file"):
         list_audio_files([tmp_path / "nope"])
+
+
+def test_check_waveform_accepts_soundfile_layout():
+    """A (time, channels) array, as soundfile.read returns it, is averaged over channels."""
+    import warnings as _w
+
+    from speechvae.audio import AudioWarning, check_waveform
+
+    t = np.arange(16000) / 16000
+    stereo = np.stack([np.sin(2 * np.pi * 200 * t), 0.5 * np.sin(2 * np.pi * 200 * t)], axis=1)
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        mono = check_waveform(stereo)
+    assert mono.shape == (16000,)
+    np.testing.assert_allclose(mono, 0.75 * np.sin(2 * np.pi * 200 * t), atol=1e-6)
+    assert any(issubclass(w.category, AudioWarning) for w in caught)
+    assert check_waveform(stereo.T).shape == (16000,)
