@@ -34,7 +34,7 @@ import torch
 
 from ..priors.base import Prior
 from .algorithms import register_algorithm
-from .nmf import NMFNoise, init_nmf, m_step, time_major
+from .nmf import NMFNoise, average_wiener, init_nmf, m_step, time_major
 from .samplers import ChainState, MarkovChain, init_state, rw_metropolis_step
 
 __all__ = ["LatentPosterior", "MCEMConfig", "SamplingResult", "mcem"]
@@ -295,15 +295,10 @@ def _sample_cost(prior: Prior, states: list[ChainState], n_bins: int) -> float:
 
 def _wiener_from_chain(chain: MarkovChain, target: LatentPosterior, n: int,
                       mixture_stft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Speech and noise STFTs from the Wiener gain ``g v / (g v + W H)`` averaged over
-    ``n`` chain states (and over the chains, the leading dimension of the state, if any)."""
-    gain = torch.zeros_like(target.power)
-    for state in chain.sample(n):
-        vs = target.nmf.g * state.aux
-        g = vs / (vs + target.noise_var)
-        gain += g.reshape(-1, *gain.shape).mean(0)
-    gain /= n
-    return gain * mixture_stft, (1.0 - gain) * mixture_stft
+    """Speech and noise STFTs from the Wiener gain averaged over ``n`` chain states (and
+    over the chains, the leading dimension of the state, if any)."""
+    speech_vars = (target.nmf.g * state.aux for state in chain.sample(n))
+    return average_wiener(mixture_stft, target.noise_var, speech_vars)
 
 
 @register_algorithm("mcem", MCEMConfig, "Monte Carlo EM, random-walk Metropolis-Hastings "

@@ -45,6 +45,31 @@ def _wh(W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
     return torch.bmm(H.transpose(1, 2), W.transpose(1, 2)).transpose(1, 2)
 
 
+def average_wiener(mixture_stft: torch.Tensor, noise_var: torch.Tensor, speech_vars,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Speech and noise STFT estimates from the Wiener gain ``vs / (vs + W H)`` averaged over
+    posterior samples.
+
+    Args:
+        mixture_stft: complex ``(batch, freq, time)``.
+        noise_var: ``W H``, ``(batch, freq, time)``.
+        speech_vars: iterable of scaled speech variances ``g v(z_r)``, each
+            ``(..., batch, freq, time)``; leading axes (e.g. chains) are averaged too.
+
+    Returns:
+        ``(speech, noise)``, complex ``(batch, freq, time)``; they sum to the mixture.
+    """
+    gain = torch.zeros_like(noise_var)
+    n = 0
+    with torch.no_grad():
+        for vs in speech_vars:
+            g = vs / (vs + noise_var)
+            gain += g.reshape(-1, *gain.shape).mean(0)
+            n += 1
+    gain /= max(n, 1)
+    return gain * mixture_stft, (1.0 - gain) * mixture_stft
+
+
 def time_major(x: torch.Tensor) -> torch.Tensor:
     """The same ``(..., freq, time)`` values stored with frequency as the fastest axis.
 

@@ -25,7 +25,7 @@ import torch
 
 from ..priors.base import Prior
 from .algorithms import register_algorithm
-from .nmf import NMFNoise, init_nmf, m_step, time_major
+from .nmf import NMFNoise, average_wiener, init_nmf, m_step, time_major
 
 __all__ = ["Adam", "VEMConfig", "VEMResult", "vem"]
 
@@ -118,22 +118,6 @@ class VEMResult:
     iterations: int = 0
 
 
-def _wiener(prior: Prior, power, stft, nmf, samples, generator):
-    """Wiener filters averaged over ``samples`` posterior draws: (speech, noise) STFTs.
-
-    The draws are decoded one at a time, so memory does not grow with ``samples``.
-    """
-    with torch.no_grad():
-        post = prior.encode(power)
-        vn = nmf.noise_variance()
-        gain_s = torch.zeros_like(power)
-        for _ in range(samples):
-            vs = nmf.g * prior.decode(post.rsample(generator))
-            gain_s += vs / (vs + vn)
-        gain_s /= samples
-    return gain_s * stft, (1.0 - gain_s) * stft
-
-
 @register_algorithm("vem", VEMConfig, "variational EM with the prior's encoder fine-tuned per "
                     "file (Leglaive et al. 2020; Bie et al. 2022)")
 def vem(prior: Prior, mixture_stft: torch.Tensor, config: VEMConfig = VEMConfig(),
@@ -212,6 +196,10 @@ def vem(prior: Prior, mixture_stft: torch.Tensor, config: VEMConfig = VEMConfig(
             cur = sum(objective[-w:]) / w
             if abs(cur - prev) <= config.tol * abs(prev):
                 break
-    speech, noise = _wiener(local, power, mixture_stft, nmf, config.wiener_samples,
-                            generator)
+    with torch.no_grad():
+        post = local.encode(power)
+    # draws decoded one at a time, so memory does not grow with the number of samples
+    speech_vars = (nmf.g * local.decode(post.rsample(generator))
+                   for _ in range(config.wiener_samples))
+    speech, noise = average_wiener(mixture_stft, nmf.noise_variance(), speech_vars)
     return VEMResult(speech, noise, nmf, objective, it)
