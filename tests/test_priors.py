@@ -304,7 +304,7 @@ def test_stft_mismatch_is_refused(tmp_path):
 # -- registry ----------------------------------------------------------------------------
 
 def test_register_duplicate_name_raises(monkeypatch):
-    monkeypatch.setattr(prior_base, "_REGISTRY", dict(prior_base._REGISTRY))
+    monkeypatch.setattr(prior_base._REGISTRY, "entries", dict(prior_base._REGISTRY.entries))
 
     class Other(Prior):
         config_class = VAEConfig

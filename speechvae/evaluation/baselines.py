@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from ..audio import check_waveform
+from ..registry import ClassRegistry
 from ..stft import DEFAULT_STFT, STFTConfig, istft, stft
 
 __all__ = [
@@ -57,25 +57,18 @@ SHIPPED_DICTIONARY = Path(__file__).resolve().parents[1] / "pretrained" / "nmf" 
     "speech_dictionary.pt"
 DICTIONARY_FORMAT = "speechvae-nmf-dictionary"
 
-_REGISTRY: dict[str, Callable] = {}
+_REGISTRY = ClassRegistry("baseline")
 
 
 def register_baseline(name: str):
     """Class decorator: make a baseline available to :func:`get_baseline` as ``name``."""
 
-    def deco(cls):
-        if name in _REGISTRY:
-            raise ValueError(f"baseline {name!r} is already registered")
-        _REGISTRY[name] = cls
-        cls.name = name
-        return cls
-
-    return deco
+    return _REGISTRY.register(name)
 
 
 def available_baselines() -> list[str]:
     """Names of the registered baselines."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_baseline(name: str, **kwargs):
@@ -84,9 +77,7 @@ def get_baseline(name: str, **kwargs):
     Raises:
         KeyError: unknown name (the message lists the known ones).
     """
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown baseline {name!r}; available: {', '.join(available_baselines())}")
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY.get(name)(**kwargs)
 
 
 def _eval_extra(package: str) -> ImportError:

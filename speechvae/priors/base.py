@@ -21,6 +21,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..registry import ClassRegistry
 from ..stft import DEFAULT_STFT, STFTConfig
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "speechvae-prior"
 CHECKPOINT_VERSION = 1
-_REGISTRY: dict[str, type[Prior]] = {}
+_REGISTRY = ClassRegistry("prior")
 
 
 class CheckpointError(ValueError):
@@ -175,29 +176,19 @@ def itakura_saito(power: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
 
 
 def register_prior(name: str) -> Callable[[type[Prior]], type[Prior]]:
-    """Class decorator adding a prior to the registry under ``name``."""
-
-    def deco(cls: type[Prior]) -> type[Prior]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"prior {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+    """Class decorator adding a prior to the registry under ``name`` (ValueError if another
+    class has that name)."""
+    return _REGISTRY.register(name)
 
 
 def get_prior_class(name: str) -> type[Prior]:
     """The registered prior class called ``name``; raises KeyError listing the choices."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown prior {name!r}; registered: {', '.join(available_priors())}")
+    return _REGISTRY.get(name)
 
 
 def available_priors() -> list[str]:
     """Names of the registered priors."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def _versions() -> dict:

@@ -16,9 +16,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..registry import ClassRegistry
+
 __all__ = ["Vocoder", "available_vocoders", "get_vocoder", "register_vocoder"]
 
-_REGISTRY: dict[str, type[Vocoder]] = {}
+_REGISTRY = ClassRegistry("vocoder")
 
 
 class Vocoder:
@@ -60,15 +62,7 @@ class Vocoder:
 
 def register_vocoder(name: str) -> Callable[[type[Vocoder]], type[Vocoder]]:
     """Class decorator adding a vocoder to the registry under ``name``."""
-
-    def deco(cls: type[Vocoder]) -> type[Vocoder]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"vocoder {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+    return _REGISTRY.register(name)
 
 
 def get_vocoder(name: str, **kwargs) -> Vocoder:
@@ -77,17 +71,12 @@ def get_vocoder(name: str, **kwargs) -> Vocoder:
     Raises:
         KeyError: unknown name (the message lists the registered ones).
     """
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown vocoder {name!r}; registered: "
-                       f"{', '.join(available_vocoders())}") from None
-    return cls(**kwargs)
+    return _REGISTRY.get(name)(**kwargs)
 
 
 def available_vocoders() -> list[str]:
     """Names of the registered vocoders."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def require_librosa():
