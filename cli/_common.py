@@ -51,9 +51,10 @@ def expected_errors() -> tuple[type[BaseException], ...]:
 
     The speechvae errors (``AudioError``, ``CheckpointError``) derive from ``ValueError``;
     ``OSError`` covers ``FileExistsError``, ``FileNotFoundError``, permission errors and a
-    full disk. CUDA out-of-memory errors are included once torch has been imported.
+    full disk; ``ImportError`` an optional dependency that is not installed (its message says
+    what to install). CUDA out-of-memory errors are included once torch has been imported.
     """
-    types: list[type[BaseException]] = [ValueError, KeyError, OSError]
+    types: list[type[BaseException]] = [ValueError, KeyError, OSError, ImportError]
     torch = sys.modules.get("torch")
     oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
     if isinstance(oom, type):

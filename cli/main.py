@@ -90,6 +90,7 @@ def cli():
 
 
 def _register() -> None:
+    from .edit import edit_formant, learn_subspaces, shift_f0, whisper
     from .enhance import enhance
     from .evaluate import evaluate
     from .mix import mix
@@ -98,7 +99,8 @@ def _register() -> None:
     from .synthesis import generate, resynthesize
     from .train import train
 
-    for command in (enhance, score, train, priors, mix, evaluate, resynthesize, generate):
+    for command in (enhance, score, train, priors, mix, evaluate, resynthesize, generate,
+                    shift_f0, edit_formant, whisper, learn_subspaces):
         cli.add_command(command)
     alias = copy.copy(priors)  # same command, hidden from the listing
     alias.hidden = True

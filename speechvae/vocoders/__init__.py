@@ -10,7 +10,7 @@ waveform``) and is built by name with :func:`get_vocoder`::
 Griffin–Lim and the WaveGlow mel bridge need librosa: ``pip install speechvae[editing]``.
 """
 from .base import Vocoder, available_vocoders, get_vocoder, register_vocoder
-from .griffinlim import GriffinLim, GriffinLimConfig
+from .griffinlim import GriffinLim, GriffinLimConfig, griffin_lim_known_frames
 from .mel import bridge_gain, power_to_waveglow_mel, waveglow_mel
 from .waveglow import WaveGlow, WaveGlowConfig, waveglow_loss
 from .waveglow_checkpoint import RestrictedUnpickler, load_waveglow, save_waveglow
@@ -28,6 +28,7 @@ __all__ = [
     "available_vocoders",
     "bridge_gain",
     "get_vocoder",
+    "griffin_lim_known_frames",
     "load_waveglow",
     "power_to_waveglow_mel",
     "register_vocoder",

@@ -18,7 +18,7 @@ import torch
 from ..stft import DEFAULT_STFT, STFTConfig, _window
 from .base import Vocoder, register_vocoder, require_librosa
 
-__all__ = ["GriffinLim", "GriffinLimConfig"]
+__all__ = ["GriffinLim", "GriffinLimConfig", "griffin_lim_known_frames"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,60 @@ class GriffinLim(Vocoder):
                                    random_state=rng)
             out.append(torch.from_numpy(np.asarray(y, dtype=np.float32)))
         return torch.stack(out)
+
+
+def griffin_lim_known_frames(magnitude: torch.Tensor, initial: torch.Tensor,
+                             known: torch.Tensor | None = None, n_iter: int = 32,
+                             momentum: float = 0.99, length: int | None = None,
+                             stft_config: STFTConfig = DEFAULT_STFT) -> torch.Tensor:
+    """Fast Griffin–Lim from a given initial STFT, with some frames known exactly.
+
+    Each iteration projects onto the STFT magnitudes (``magnitude`` on the free frames; the
+    complex values of ``initial`` on the ``known`` frames, which are therefore kept, phase
+    included) and onto consistent STFTs (STFT of the inverse STFT), with the momentum
+    extrapolation of Perraudin et al. (2013). librosa's Griffin–Lim has neither an initial
+    phase nor known frames, which latent editing needs: edited frames start from a phase
+    that suits the edit and unedited frames keep the input's STFT.
+
+    Args:
+        magnitude: target magnitudes ``(freq, time)`` (``sqrt`` of a power spectrogram).
+        initial: complex STFT ``(freq, time)``: its phase starts the free frames, its values
+            are imposed on the known frames.
+        known: boolean ``(time,)``, True where the frame is kept from ``initial`` (None: no
+            known frame).
+        n_iter: iterations (0 returns the inverse STFT of the initial estimate).
+        momentum: fast Griffin–Lim momentum (0: the original algorithm).
+        length: output samples (default ``(time - 1) * hop``).
+        stft_config: the STFT of ``magnitude`` and ``initial``.
+
+    Returns:
+        float32 waveform ``(length,)``.
+
+    References:
+        Griffin & Lim, IEEE TASSP 1984; Perraudin, Balazs, Søndergaard, WASPAA 2013.
+    """
+    from ..stft import istft, stft
+
+    if magnitude.shape != initial.shape or magnitude.dim() != 2:
+        raise ValueError(f"magnitude and initial must both be (freq, time), got "
+                         f"{tuple(magnitude.shape)} and {tuple(initial.shape)}")
+    if length is None:
+        length = (magnitude.shape[-1] - 1) * stft_config.hop_length
+    magnitude = magnitude.to(torch.float32)
+    initial = initial.to(torch.complex64)
+    keep = (torch.zeros(magnitude.shape[-1], dtype=torch.bool, device=magnitude.device)
+            if known is None else known.to(magnitude.device))
+
+    def project_magnitude(spec: torch.Tensor) -> torch.Tensor:
+        phase = spec / spec.abs().clamp_min(1e-12)
+        return torch.where(keep, initial, magnitude * phase)
+
+    estimate = project_magnitude(initial)
+    previous = None
+    for _ in range(n_iter):
+        consistent = stft(istft(estimate, length, stft_config), stft_config)
+        accelerated = (consistent if previous is None
+                       else consistent + momentum * (consistent - previous))
+        previous = consistent
+        estimate = project_magnitude(accelerated)
+    return istft(estimate, length, stft_config)

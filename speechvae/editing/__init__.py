@@ -1,0 +1,56 @@
+"""Source–filter speech editing in the latent space of a frame-wise prior.
+
+The f0 and formant (F1–F3) subspaces of a VAE's latent space are learned from a few seconds
+of synthetic labelled vowels (:mod:`.vowels`, :mod:`.subspaces`) and used to edit real speech
+frame by frame (:mod:`.transforms`): ``shift_f0``, ``edit_formant``, ``whisper``.
+Signal-processing references for benchmarks (WORLD, Praat PSOLA) are in :mod:`.baselines`.
+
+Needs ``pip install speechvae[editing]`` (praat-parselmouth, librosa)::
+
+    from speechvae.editing import load_editor
+    editor = load_editor()                      # shipped prior + subspaces, Griffin–Lim
+    y = editor.shift_f0(x, 16000, target_hz=200.0)
+
+Reference: Sadok, Leglaive, Girin, Alameda-Pineda, Séguier, Speech Communication 148, 2023.
+"""
+from .subspaces import (
+    FACTORS,
+    FactorSubspace,
+    SourceFilterSubspaces,
+    SubspaceError,
+    fit_factor_subspace,
+    learn_subspaces,
+    piecewise_linear_fit,
+)
+from .transforms import (
+    Analysis,
+    EditConfig,
+    Editor,
+    default_editing_prior,
+    frame_f0,
+    load_editor,
+    pulse_train,
+    shipped_subspaces,
+)
+from .vowels import FactorDataset, make_factor_datasets, synthesize_vowel
+
+__all__ = [
+    "FACTORS",
+    "Analysis",
+    "EditConfig",
+    "Editor",
+    "FactorDataset",
+    "FactorSubspace",
+    "SourceFilterSubspaces",
+    "SubspaceError",
+    "default_editing_prior",
+    "fit_factor_subspace",
+    "frame_f0",
+    "learn_subspaces",
+    "load_editor",
+    "make_factor_datasets",
+    "piecewise_linear_fit",
+    "pulse_train",
+    "shipped_subspaces",
+    "synthesize_vowel",
+]

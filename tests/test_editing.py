@@ -1,0 +1,288 @@
+"""Latent source–filter editing: subspaces, regressions, edits, Griffin–Lim with known frames,
+and the editing commands."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+pytest.importorskip("parselmouth", reason="editing needs praat-parselmouth")
+librosa = pytest.importorskip("librosa", reason="f0 measurement needs librosa")
+
+from speechvae.editing import (  # noqa: E402
+    FactorSubspace,
+    SourceFilterSubspaces,
+    SubspaceError,
+    fit_factor_subspace,
+    load_editor,
+    piecewise_linear_fit,
+    pulse_train,
+    synthesize_vowel,
+)
+from speechvae.editing.subspaces import _hat_basis  # noqa: E402
+from speechvae.stft import DEFAULT_STFT, stft  # noqa: E402
+from speechvae.vocoders import griffin_lim_known_frames  # noqa: E402
+
+
+def _pyin_median(y: np.ndarray, sr: int = 16000) -> tuple[float, float]:
+    f, voiced, _ = librosa.pyin(y, fmin=60, fmax=500, sr=sr, frame_length=1024,
+                                hop_length=160)
+    return (float(np.median(f[voiced])) if voiced.any() else float("nan"),
+            float(voiced.mean()))
+
+
+# -- regression -----------------------------------------------------------------------
+def test_piecewise_linear_fit_recovers_a_piecewise_linear_function():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(100, 300, 400)
+    truth_knots = np.array([100.0, 150, 220, 300])
+    truth_values = np.array([[0.0, 1.0], [2.0, -1.0], [1.0, 0.5], [3.0, 0.0]])
+    c = _hat_basis(y, truth_knots) @ truth_values
+    knots, values = piecewise_linear_fit(y, c, segments=40)
+    # the fitted function reproduces its training targets (the truth is in the model class
+    # only approximately, since the knots differ: a fine fit gets very close)
+    fitted = _hat_basis(y, knots) @ values
+    assert np.abs(fitted - c).max() < 0.05
+    # with the truth's own knots among the data's quantiles the fit is exact
+    y2 = np.repeat(truth_knots, 5)
+    knots2, values2 = piecewise_linear_fit(y2, _hat_basis(y2, truth_knots) @ truth_values, 3)
+    np.testing.assert_allclose(knots2, truth_knots)
+    np.testing.assert_allclose(values2, truth_values, atol=1e-9)
+
+
+def test_piecewise_linear_fit_needs_two_values():
+    with pytest.raises(ValueError, match="two distinct"):
+        piecewise_linear_fit(np.full(5, 120.0), np.zeros((5, 2)))
+
+
+# -- subspaces ------------------------------------------------------------------------
+def _toy_subspace(latent=6, seed=0):
+    """Frames whose variation within each series lies in a known 2-D plane; the series
+    differ by offsets orthogonal to it (the disentangled case)."""
+    rng = np.random.default_rng(seed)
+    plane = np.linalg.qr(rng.standard_normal((latent, 2)))[0]
+    means, variances, labels, series = [], [], [], []
+    for s in range(3):
+        offset = rng.standard_normal(latent)
+        offset -= plane @ (plane.T @ offset)
+        for y in np.linspace(100, 300, 21):
+            angle = 2 * np.pi * (y - 100) / 210
+            coords = np.array([np.cos(angle), np.sin(angle)]) * 2
+            frames = offset + plane @ coords + 0.01 * rng.standard_normal((5, latent))
+            means.append(torch.from_numpy(frames))
+            variances.append(torch.full((5, latent), 1e-4, dtype=torch.float64))
+            labels.append(y)
+            series.append(s)
+    return plane, means, variances, labels, series
+
+
+def test_subspace_finds_the_plane_and_is_orthonormal():
+    plane, means, variances, labels, series = _toy_subspace()
+    sub = fit_factor_subspace("f0", means, variances, labels, series, variance_share=0.8)
+    assert sub.dim == 2
+    U = sub.basis.double()
+    torch.testing.assert_close(U.T @ U, torch.eye(2, dtype=torch.float64), atol=1e-6,
+                               rtol=0)
+    # the learned plane is the true one: projecting the truth onto it keeps it
+    P = U @ U.T
+    assert torch.linalg.norm(P @ torch.from_numpy(plane) - torch.from_numpy(plane)) < 0.05
+    assert sub.variance_kept > 0.99
+    # the regression reproduces the mean coordinates of its training labels
+    coords = torch.stack([sub.coordinates(m.T.float()).mean(1) for m in means])
+    pred = sub.regression(np.array(labels)).T
+    assert (coords - pred).abs().max() < 0.05
+
+
+def test_move_sets_the_coordinates_and_keeps_the_complement():
+    plane, means, variances, labels, series = _toy_subspace()
+    sub = fit_factor_subspace("f0", means, variances, labels, series, dim=2)
+    z = torch.randn(6, 30)
+    frames = torch.arange(30) % 3 != 0
+    moved = sub.move(z, 200.0, frames=frames)
+    torch.testing.assert_close(sub.coordinates(moved)[:, frames],
+                               sub.regression(200.0).expand(2, int(frames.sum())),
+                               atol=1e-5, rtol=0)
+    U = sub.basis
+    complement = torch.eye(6) - U @ U.T
+    torch.testing.assert_close(complement @ moved, complement @ z, atol=1e-5, rtol=0)
+    torch.testing.assert_close(moved[:, ~frames], z[:, ~frames])  # unvoiced untouched
+    removed = sub.remove(z)
+    torch.testing.assert_close(sub.coordinates(removed), torch.zeros(2, 30), atol=1e-5,
+                               rtol=0)
+
+
+def test_regression_refuses_values_outside_its_range():
+    plane, means, variances, labels, series = _toy_subspace()
+    sub = fit_factor_subspace("f0", means, variances, labels, series, dim=2)
+    with pytest.raises(ValueError, match="outside the learned range 100–300 Hz"):
+        sub.regression(400.0)
+
+
+def test_subspaces_save_load_round_trip(tmp_path):
+    plane, means, variances, labels, series = _toy_subspace()
+    sub = fit_factor_subspace("f0", means, variances, labels, series, dim=2)
+    other = fit_factor_subspace("F1", means, variances, labels, series, dim=1)
+    s = SourceFilterSubspaces({"f0": sub, "F1": other}, {"name": "vae", "latent_dim": 6})
+    path = s.save(tmp_path / "sub.pt")
+    back = SourceFilterSubspaces.load(path)
+    z = torch.randn(6, 10)
+    torch.testing.assert_close(back["f0"].move(z, 150.0), s["f0"].move(z, 150.0))
+    labels_, gram = back.disentanglement()
+    assert labels_ == ["f0.1", "f0.2", "F1.1"] and gram.shape == (3, 3)
+    torch.save({"something": 1}, tmp_path / "bad.pt")
+    with pytest.raises(SubspaceError, match="not a speechvae subspace file"):
+        SourceFilterSubspaces.load(tmp_path / "bad.pt")
+
+
+# -- synthesis ------------------------------------------------------------------------
+def test_pulse_train_has_the_f0_of_its_contour():
+    f0 = np.full(63, 125.0)
+    f0[:10] = np.nan
+    x = pulse_train(f0, 16000, DEFAULT_STFT)
+    pulses = np.nonzero(x)[0]
+    assert pulses.min() > 9 * 256 - 256  # no pulses in the unvoiced start
+    np.testing.assert_allclose(np.median(np.diff(pulses)), 16000 / 125, atol=1)
+
+
+def test_griffin_lim_known_frames_keeps_them_exactly():
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal(16000).astype(np.float32)) * 0.1
+    spec = stft(x)
+    known = torch.zeros(spec.shape[-1], dtype=torch.bool)
+    known[:25] = True
+    mag = spec.abs() * 2.0  # free frames get another magnitude
+    y = griffin_lim_known_frames(mag, spec, known, n_iter=8, length=x.numel())
+    # samples covered only by known frames (away from the first free frame) are the input
+    last_clean = 24 * 256 - 512  # centre of frame 24 minus half a window
+    torch.testing.assert_close(y[: last_clean], x[: last_clean], atol=1e-5, rtol=0)
+    # free frames took the new magnitude (louder than the input)
+    assert y[20000 // 2:].abs().mean() > 1.5 * x[20000 // 2:].abs().mean()
+
+
+# -- edits with the shipped prior and subspaces ----------------------------------------
+@pytest.fixture(scope="module")
+def editor():
+    torch.set_num_threads(1)
+    return load_editor()
+
+
+def test_shift_f0_moves_a_synthetic_vowel_to_the_target(editor):
+    x = synthesize_vowel(140.0, [640, 1190, 2390, 3300], duration=0.8)
+    assert abs(_pyin_median(x)[0] / 140 - 1) < 0.02
+    for target in (250.0,):
+        y = editor.shift_f0(x, 16000, target_hz=target)
+        f0, voiced = _pyin_median(y)
+        assert voiced > 0.8
+        assert abs(f0 / target - 1) < 0.05, (target, f0)
+
+
+def test_unvoiced_frames_are_untouched(editor):
+    rng = np.random.default_rng(1)
+    noise = (0.05 * rng.standard_normal(16000)).astype(np.float32)  # unvoiced, 1 s
+    vowel = synthesize_vowel(150.0, [700, 1200, 2600, 3400], duration=0.6)
+    x = np.concatenate([noise, 0.5 * vowel / np.abs(vowel).max()]).astype(np.float32)
+    a = editor.analyse(x, 16000)
+    assert not a.voiced[:50].any() and a.voiced[70:95].float().mean() > 0.9
+    y = editor.shift_f0(x, 16000, target_hz=220.0)
+    # samples only covered by unvoiced frames come back exactly (the STFT is kept)
+    first_voiced = int(torch.nonzero(a.voiced)[0])
+    stop = (first_voiced - 1) * 256 - 512
+    np.testing.assert_allclose(y[:stop], x[:stop], atol=1e-5)
+    assert not np.allclose(y[17000:], x[17000:], atol=1e-2)
+
+
+def test_whisper_removes_voicing(editor):
+    from conftest import speech_like
+
+    x = speech_like(1.5, f0=200.0)  # harmonic, gliding pitch, syllable envelope
+    assert _pyin_median(x)[1] > 0.9
+    assert _pyin_median(editor.reconstruct(x, 16000))[1] > 0.6  # the prior keeps voicing
+    assert _pyin_median(editor.whisper(x, 16000))[1] < 0.2  # whispering removes it
+
+
+def test_semitones_keep_the_contour_and_clip_outside_the_range(editor):
+    x = synthesize_vowel(150.0, [640, 1190, 2390, 3300], duration=0.6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = editor.shift_f0(x, 16000, semitones=24)  # 600 Hz: outside, clipped
+    assert any("outside the learned range" in str(w.message) for w in caught)
+    assert y.shape == x.shape and np.isfinite(y).all()
+    with pytest.raises(ValueError, match="exactly one"):
+        editor.shift_f0(x, 16000)
+
+
+def test_edit_formant_checks_its_arguments(editor):
+    x = synthesize_vowel(150.0, [640, 1190, 2390, 3300], duration=0.6)
+    with pytest.raises(ValueError, match="formant must be 1, 2 or 3"):
+        editor.edit_formant(x, 16000, 4, 500.0)
+    with pytest.raises(ValueError, match="outside the learned range"):
+        editor.edit_formant(x, 16000, 1, 5000.0)
+    y = editor.edit_formant(x, 16000, 1, 450.0)
+    assert y.shape == x.shape and np.isfinite(y).all()
+
+
+# -- commands -------------------------------------------------------------------------
+def test_shift_f0_command(invoke, expect_error, tmp_path):
+    x = synthesize_vowel(140.0, [640, 1190, 2390, 3300], duration=0.6)
+    src = tmp_path / "in.wav"
+    sf.write(src, x, 16000)
+    result = invoke("shift-f0", "--target", 200, src, "--threads", 1)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "in_shift-f0.wav"
+    y, sr = sf.read(out)
+    assert sr == 16000 and y.shape == x.shape
+    expect_error(invoke("shift-f0", "--target", 200, src), "output exists", "--overwrite")
+    expect_error(invoke("shift-f0", "--target", 900, src, "-o", tmp_path / "o.wav"),
+                 "outside the learned range")
+    assert not (tmp_path / "o.wav").exists()
+    result = invoke("shift-f0", src, "--target", 200, "--semitones", 2)
+    assert result.exit_code != 0 and "exactly one" in result.output
+    expect_error(invoke("shift-f0", "--target", 200, src, "-o", src), "overwrite the input")
+    expect_error(invoke("whisper", tmp_path / "missing.wav"), "no such file")
+    assert invoke("whisper", src, "--threads", 1).exit_code == 0
+    assert invoke("edit-formant", src, "--formant", 2, "--target", 1500,
+                  "--threads", 1).exit_code == 0
+
+
+def test_learn_subspaces_command(invoke, expect_error, tmp_path):
+    out = tmp_path / "sub.pt"
+    result = invoke("learn-subspaces", "-o", out, "--files-per-factor", 48, "--threads", 1,
+                    "--json")
+    assert result.exit_code == 0, result.output
+    s = SourceFilterSubspaces.load(out)
+    assert set(s.factors) == {"f0", "F1", "F2", "F3"}
+    for sub in s.factors.values():
+        U = sub.basis
+        torch.testing.assert_close(U.T @ U, torch.eye(sub.dim), atol=1e-5, rtol=0)
+    expect_error(invoke("learn-subspaces", "-o", out), "output exists")
+
+
+def test_factor_subspace_is_a_plain_dataclass():
+    sub = FactorSubspace("f0", torch.eye(3)[:, :1], torch.ones(3), torch.tensor([1.0, 2.0]),
+                         torch.zeros(2, 1))
+    assert sub.dim == 1 and sub.label_range == (1.0, 2.0)
+    assert abs(sub.variance_kept - 1 / 3) < 1e-6
+
+
+def test_shift_f0_with_a_waveglow_checkpoint(invoke, tmp_path):
+    """Issue 7: ``shift-f0 --vocoder waveglow --vocoder-checkpoint PATH`` end to end (a
+    tiny random WaveGlow: the output is noise-like, but rate, length and files are right)."""
+    from test_vocoders import tiny_waveglow
+
+    from speechvae.vocoders import save_waveglow
+
+    ckpt = save_waveglow(tiny_waveglow(), tmp_path / "wg.pt")
+    src = tmp_path / "in.wav"
+    sf.write(src, synthesize_vowel(140.0, [640, 1190, 2390, 3300], duration=0.6), 16000)
+    out = tmp_path / "wg_out.wav"
+    result = invoke("shift-f0", src, "--target", 220, "--vocoder", "waveglow",
+                    "--vocoder-checkpoint", ckpt, "-o", out, "--threads", 1, "--json")
+    assert result.exit_code == 0, result.output
+    y, sr = sf.read(out)
+    assert sr == 16000 and y.size == round(0.6 * 16000) and np.isfinite(y).all()
+    result = invoke("shift-f0", src, "--target", 220, "--vocoder", "waveglow",
+                    "-o", tmp_path / "x.wav")
+    assert result.exit_code != 0 and "--vocoder-checkpoint" in result.output
