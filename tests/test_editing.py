@@ -286,3 +286,12 @@ def test_shift_f0_with_a_waveglow_checkpoint(invoke, tmp_path):
     result = invoke("shift-f0", src, "--target", 220, "--vocoder", "waveglow",
                     "-o", tmp_path / "x.wav")
     assert result.exit_code != 0 and "--vocoder-checkpoint" in result.output
+
+
+def test_unvoiced_input_comes_back_unchanged_with_a_warning(editor):
+    x = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = editor.shift_f0(x, 16000, target_hz=200.0)
+    assert any("no voiced frame" in str(w.message) for w in caught)
+    np.testing.assert_allclose(y, x, atol=1e-6)

@@ -217,6 +217,9 @@ class Editor:
         c = self.config
         f0 = frame_f0(x, self.stft_config, c.pitch_floor, c.pitch_ceiling)[: spec.shape[-1]]
         voiced = torch.from_numpy(np.isfinite(f0)).to(self.device)
+        if not bool(voiced.any()):
+            warnings.warn("no voiced frame found: the output equals the input", AudioWarning,
+                          stacklevel=3)
         return Analysis(x, peak, spec, power, z, f0, voiced)
 
     # -- edits -------------------------------------------------------------------------
@@ -335,9 +338,8 @@ def shipped_subspaces(prior_name: str) -> Path:
 
 
 def default_editing_prior() -> str:
-    """The shipped prior whose subspaces are shipped too (the editing default)."""
-    have = sorted(p.stem for p in _PRETRAINED.glob("*.pt"))
-    return "vae-wide" if "vae-wide" in have else (have[0] if have else "vae")
+    """The default prior of the edits: ``"vae"`` (its subspaces are shipped)."""
+    return "vae"
 
 
 def load_editor(prior: str | Prior | None = None, subspaces=None, vocoder="griffin-lim",
