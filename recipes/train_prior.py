@@ -2,7 +2,7 @@
 """Train a prior on the ../shared/data speech corpus from a recipe YAML.
 
 Usage: python recipes/train_prior.py recipes/vae/conf.yaml --out runs/vae [--data-root DIR]
-       [--device cpu|cuda] [--threads N] [--epochs N]
+       [--device cpu|cuda] [--threads N] [--epochs N] [--max-files N]
 
 Multi-process: torchrun --nproc-per-node N recipes/train_prior.py ... (one GPU per process
 with --device cuda; see docs/distributed.md). Runs resume: start the same command again after
@@ -38,6 +38,9 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    ap.add_argument("--max-files", type=int, default=None,
+                    help="use only the first N training files (and N/10 validation files, at "
+                         "least 1): a quick check of a recipe, not a training")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     launch = D.init_distributed(a.device)  # no-op unless started by torchrun
@@ -49,6 +52,10 @@ def main():
     train_files, val_files, split_info = speaker_split(
         a.data_root, data.get("val_fraction", 0.05), conf["train"].get("seed", 0),
         tuple(data.get("splits", ("train", "train_extra", "train_more"))))
+    if a.max_files is not None:
+        train_files, val_files = train_files[:a.max_files], val_files[:max(1, a.max_files // 10)]
+        split_info = dict(split_info, max_files=a.max_files, train_files=len(train_files),
+                          val_files=len(val_files))
     say(json.dumps(split_info))
     top_db = data.get("trim_top_db", 40)
     train = build_cache(train_files, a.cache_dir, top_db=top_db)

@@ -7,7 +7,8 @@ speech prior's own ``p(z)``. The E-step draws latent sequences from
     log p(x | z) = -sum_ft [ log Vx_ft + P_ft / Vx_ft ]  (+ const),
 
 by random-walk Metropolis–Hastings (:func:`~speechvae.enhancement.samplers.rw_metropolis_step`),
-the chain being started from the encoder mean of the noisy power spectrogram and carried over
+the chain being started from the encoder mean of the noisy power spectrogram (for a sequential
+encoder, the encoder mean path, :meth:`~speechvae.priors.Prior.encode`) and carried over
 from one iteration to the next. For a frame-wise prior (``prior.frame_factorised``) the
 posterior factorises over frames, and each frame is accepted or rejected on its own with
 
@@ -309,7 +310,8 @@ def mcem(prior: Prior, mixture_stft: torch.Tensor, config: MCEMConfig = MCEMConf
 
     Algorithm (one chain, carried over the iterations):
 
-    1. ``z`` <- encoder mean of the noisy power spectrogram; ``W, H`` random (as VEM),
+    1. ``z`` <- encoder mean of the noisy power spectrogram (``prior.encode``: the encoder
+       mean path for a sequential encoder); ``W, H`` random (as VEM),
        ``g = 1``.
     2. Each iteration: ``burnin`` MH steps, then ``samples`` kept MH steps whose decoded
        speech variances feed ``m_steps`` passes of :func:`m_step`.

@@ -130,7 +130,10 @@ class MALAConfig:
         adapt_gain: gain of the log-step-size adaptation.
         init_spread: the chains start at ``mean + init_spread * std * N(0, I)`` of the
             encoder's ``q(z | x)`` (1: draws of ``q``, over-dispersed starts as usual for
-            several chains; 0: every chain at the encoder mean, as MCEM).
+            several chains; 0: every chain at the encoder mean, as MCEM). For a sequential
+            encoder each frame's ``mean, std`` are those given the chain's own past
+            (:meth:`~speechvae.priors.Prior.sample_posterior` with
+            ``noise_scale=init_spread``).
         final_burnin: steps before the final Wiener filter (adapting too; 20).
         final_samples: kept steps per chain for the final Wiener filter (4, so 16 samples
             with 4 chains, as VEM's ``wiener_samples``).
@@ -183,8 +186,9 @@ def mala(prior: Prior, mixture_stft: torch.Tensor, config: MALAConfig = MALAConf
     """Enhance one mixture STFT with MALA-EM: MCEM whose E-step runs batched MALA chains.
 
     Args:
-        prior: a pretrained prior (unchanged; ``encode``, ``decode``, ``log_prior`` and
-            ``frame_factorised`` are used, and gradients flow through ``decode``).
+        prior: a pretrained prior (unchanged; ``sample_posterior``, ``decode``,
+            ``log_prior`` and ``frame_factorised`` are used, and gradients flow through
+            ``decode``).
         mixture_stft: complex STFT of the mixture, ``(1, freq, time)``.
         config: :class:`MALAConfig`.
         generator: random generator (on the mixture's device) of every draw.
@@ -210,10 +214,9 @@ def mala(prior: Prior, mixture_stft: torch.Tensor, config: MALAConfig = MALAConf
     n_frames = power.shape[-1]
     factorised = prior.frame_factorised
     with torch.no_grad():
-        post = prior.encode(power)
-        eps = torch.randn((config.chains, *post.mean.shape), generator=generator,
-                          device=power.device, dtype=power.dtype)
-        z0 = post.mean + config.init_spread * torch.exp(0.5 * post.logvar) * eps  # (C,1,L,T)
+        # chains start from draws of q(z | x) with the noise scaled by init_spread
+        z0, _ = prior.sample_posterior(power, generator, num_samples=config.chains,
+                                       noise_scale=config.init_spread)  # (C, 1, L, T)
         nmf = _initial_noise(power, config.nmf_rank, config.init_noise_level, generator)
     target = LatentPosterior(prior, power, nmf)
     blocks = _frame_blocks(prior, n_frames, config.block_frames, power.device)

@@ -1,8 +1,10 @@
 """Variational EM speech enhancement with a pretrained prior and an NMF noise model.
 
 E-step: the variational posterior ``q(z | x)`` is the prior's own encoder applied to the
-noisy power spectrogram; its parameters are fine-tuned per file by a few Adam steps on the
-negative ELBO of the mixture,
+noisy power spectrogram (drawn through :meth:`~speechvae.priors.Prior.sample_posterior`, so a
+sequential encoder such as the RVAE's draws frame by frame, each frame given the draw's past);
+its parameters are fine-tuned per file by a few Adam steps on the negative ELBO of the
+mixture,
 
     L = E_q[ sum_ft P_ft / Vx_ft + log Vx_ft ] + beta * KL(q(z|x) || p(z)),
 
@@ -146,6 +148,7 @@ def vem(prior: Prior, mixture_stft: torch.Tensor, config: VEMConfig = VEMConfig(
                          f"expects {prior.stft_config.n_freq}")
     power = time_major(mixture_stft.abs().square())
     n_bins = power.numel()
+    n_frames = power.shape[-1]
     # the fine-tuned copy: only its encoder parameters are optimised
     local = copy.deepcopy(prior)
     local.train(False)
@@ -164,10 +167,12 @@ def vem(prior: Prior, mixture_stft: torch.Tensor, config: VEMConfig = VEMConfig(
     it = 0
     for it in range(1, config.iterations + 1):
         for _ in range(config.e_steps):
-            post = local.encode(power)
-            z = post.rsample(generator, num_samples=config.samples)  # (R, 1, L, T)
-            vs = local.decode(z)
-            kl = local.kl(post, z[0]).sum()
+            # draws of q(z | x) and each frame's parameters given the draw's past (for a
+            # frame-wise encoder the parameters are shared by the draws)
+            z, post = local.sample_posterior(power, generator, num_samples=config.samples)
+            vs = local.decode(z)  # z (R, 1, L, T) -> (R, 1, F, T)
+            kl_frames = local.kl(post, z)  # (R, 1, T), or (1, T) if shared by the draws
+            kl = kl_frames.sum() / (kl_frames.numel() // n_frames)  # mean over the draws
             with torch.no_grad():
                 # The mixture term and its gradient in closed form (fewer passes over the
                 # (freq, time) tensors than autograd): with Vx = g v + WH,
@@ -197,9 +202,15 @@ def vem(prior: Prior, mixture_stft: torch.Tensor, config: VEMConfig = VEMConfig(
             if abs(cur - prev) <= config.tol * abs(prev):
                 break
     with torch.no_grad():
-        post = local.encode(power)
-    # draws decoded one at a time, so memory does not grow with the number of samples
-    speech_vars = (nmf.g * local.decode(post.rsample(generator))
-                   for _ in range(config.wiener_samples))
-    speech, noise = average_wiener(mixture_stft, nmf.noise_variance(), speech_vars)
+        if type(local).sample_posterior is Prior.sample_posterior:
+            # the base class's draws (encode, then rsample): one draw per Wiener sample, in
+            # the order of earlier versions, so the frame-wise VAE gives the same numbers
+            post = local.encode(power)
+            draws = (post.rsample(generator) for _ in range(config.wiener_samples))
+        else:  # e.g. a sequential encoder: every draw in one pass over the frames
+            draws = local.sample_posterior(power, generator,
+                                           num_samples=config.wiener_samples)[0].unbind(0)
+        # draws decoded one at a time, so memory does not grow with the number of samples
+        speech_vars = (nmf.g * local.decode(z) for z in draws)
+        speech, noise = average_wiener(mixture_stft, nmf.noise_variance(), speech_vars)
     return VEMResult(speech, noise, nmf, objective, it)

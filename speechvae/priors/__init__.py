@@ -1,4 +1,10 @@
-"""Clean-speech priors: registry, checkpoints and the registered models."""
+"""Clean-speech priors: registry, checkpoints and the registered models.
+
+Registered: ``"vae"`` (frame-wise, :class:`VAE`), ``"rvae"`` (recurrent VAE, causal or
+non-causal after ``RVAEConfig.causal``, :class:`RVAE`) and ``"dkf"`` (deep Kalman filter,
+:class:`DKF`). The dynamical ones share :class:`SequentialPrior` (sequential posterior draws,
+fast recurrence in :mod:`speechvae.priors.recurrence`).
+"""
 from .base import (
     CheckpointError,
     Posterior,
@@ -11,13 +17,21 @@ from .base import (
     safe_torch_load,
     save_prior,
 )
+from .dkf import DKF, DKFConfig
+from .rvae import RVAE, RVAEConfig
+from .sequential import SequentialPrior
 from .vae import VAE, VAEConfig
 
 __all__ = [
+    "DKF",
+    "RVAE",
     "VAE",
     "CheckpointError",
+    "DKFConfig",
     "Posterior",
     "Prior",
+    "RVAEConfig",
+    "SequentialPrior",
     "VAEConfig",
     "available_priors",
     "get_prior_class",
@@ -31,7 +45,9 @@ __all__ = [
 
 
 def load_prior(name_or_path: str = "vae", device="cpu") -> Prior:
-    """Load a shipped pretrained prior by name (``"vae"``) or any checkpoint by path.
+    """Load a shipped pretrained prior by name (``"vae"``; ``"rvae-causal"`` and
+    ``"rvae-noncausal"`` once shipped, both of the registered class ``"rvae"``, told apart by
+    the config stored in the checkpoint) or any checkpoint by path.
 
     Raises:
         CheckpointError: unknown name, missing file, or a checkpoint refused by the

@@ -4,9 +4,22 @@ A *prior* is a generative model of clean-speech power spectrograms with a latent
 ``z``: a decoder gives the speech variance ``v = decoder(z)`` (so that ``s_ft | z ~
 N_c(0, v_ft)``), an encoder gives a Gaussian approximate posterior ``q(z | power)``, and the
 prior knows the KL divergence to its own ``p(z)``. Inference algorithms use only this
-interface, so every registered prior plugs into every algorithm.
+interface, so every registered prior plugs into every algorithm:
 
-Shapes: power spectrograms ``(batch, freq, time)``; latents ``(batch, latent, time)``.
+* :meth:`Prior.sample_posterior` -- reparameterised draws ``z ~ q(z | power)`` together with
+  the per-frame Gaussian parameters they were drawn from. For a frame-wise encoder (the VAE)
+  these parameters do not depend on the draw; for a sequential encoder
+  ``q(z_t | z_{1:t-1}, power)`` (RVAE, DKF) they do, since each frame's mean and variance
+  are computed from the frames drawn before it, so draws are made frame by frame.
+* :meth:`Prior.encode` -- the posterior along the *encoder mean path* (for a sequential
+  encoder, each frame conditioned on the posterior means of the frames before it): the
+  deterministic starting point of the MCMC chains.
+* :meth:`Prior.decode`, :meth:`Prior.kl`, :meth:`Prior.log_prior`,
+  :meth:`Prior.encoder_parameters`.
+
+Shapes: power spectrograms ``(batch, freq, time)``; latents ``(batch, latent, time)``, with
+a leading ``num_samples`` axis for several draws; masks ``(batch, time)`` of 0/1 marking
+valid frames, each sequence's valid frames first (right padding).
 """
 from __future__ import annotations
 
@@ -48,7 +61,8 @@ class CheckpointError(ValueError):
 @dataclass
 class Posterior:
     """Diagonal Gaussian ``q(z | .)`` with ``mean`` and ``logvar`` of shape
-    ``(batch, latent, time)``."""
+    ``(batch, latent, time)`` (or ``(samples, batch, latent, time)`` for the per-draw
+    parameters of a sequential encoder, see :meth:`Prior.sample_posterior`)."""
 
     mean: torch.Tensor
     logvar: torch.Tensor
@@ -63,15 +77,19 @@ class Posterior:
         return self.mean + torch.exp(0.5 * self.logvar) * eps
 
     def kl_standard_normal(self) -> torch.Tensor:
-        """``KL(q || N(0, I))`` per frame, summed over the latent axis: ``(batch, time)``."""
-        return 0.5 * (self.mean.square() + self.logvar.exp() - self.logvar - 1.0).sum(dim=1)
+        """``KL(q || N(0, I))`` per frame, summed over the latent axis: ``(..., batch,
+        time)`` for parameters of shape ``(..., batch, latent, time)``."""
+        return 0.5 * (self.mean.square() + self.logvar.exp() - self.logvar - 1.0).sum(dim=-2)
 
 
 class Prior(nn.Module):
     """Base class of clean-speech priors.
 
     Subclasses set ``config_class`` (a frozen dataclass) and implement :meth:`encode`,
-    :meth:`decode` and :meth:`kl`. They are registered with :func:`register_prior`.
+    :meth:`decode`, :meth:`kl`, :meth:`log_prior` and :meth:`encoder_parameters` (and
+    :meth:`sample_posterior` when the encoder depends on the drawn past, see
+    :class:`~speechvae.priors.sequential.SequentialPrior`). They are registered with
+    :func:`register_prior`.
 
     Attributes:
         frame_factorised: True when ``log p(z)`` and the decoder both factorise over frames
@@ -95,17 +113,81 @@ class Prior(nn.Module):
         return self.config.latent_dim
 
     def encode(self, power: torch.Tensor) -> Posterior:
-        """Approximate posterior ``q(z | power)``; power ``(batch, freq, time)``."""
+        """Approximate posterior ``q(z | power)``; power ``(batch, freq, time)``.
+
+        For a sequential encoder ``q(z_t | z_{1:t-1}, power)`` this is the posterior along
+        the encoder mean path: frame ``t``'s mean and log-variance given the posterior
+        *means* of frames ``1..t-1`` (deterministic; the MCMC chains start from its mean).
+        Draws with the right dependence on the past come from :meth:`sample_posterior`.
+        """
         raise NotImplementedError
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def sample_posterior(self, power: torch.Tensor, generator: torch.Generator | None = None,
+                         num_samples: int | None = None, noise_scale: float = 1.0,
+                         mask: torch.Tensor | None = None) -> tuple[torch.Tensor, Posterior]:
+        """Reparameterised draws ``z ~ q(z | power)`` and the Gaussian parameters of each
+        frame given the draw's past.
+
+        ``z_t = mean_t + noise_scale * exp(logvar_t / 2) * eps_t``, ``eps ~ N(0, I)``;
+        ``noise_scale = 1`` samples ``q`` itself, ``0`` gives the encoder mean path (the
+        noise is drawn all the same, so the generator advances equally). Differentiable
+        with respect to the encoder parameters (as VEM needs).
+
+        This default serves priors whose posterior parameters do not depend on the drawn
+        latents (the frame-wise VAE): :meth:`encode` once, then draw, in the order of
+        :meth:`Posterior.rsample`. Priors with a sequential encoder override it.
+
+        Args:
+            power: power spectrogram ``(batch, freq, time)``.
+            generator: random generator (on ``power``'s device).
+            num_samples: number of draws (None: one draw without the sample axis).
+            noise_scale: scale of the noise (see above), ``>= 0``.
+            mask: optional ``(batch, time)`` 0/1 of valid frames (right padding); frames
+                past a sequence's end do not influence its valid frames. Ignored by
+                frame-wise encoders.
+
+        Returns:
+            ``(z, posterior)``: ``z`` of shape ``(batch, latent, time)``, or
+            ``(num_samples, batch, latent, time)``; ``posterior`` of the shape of ``z``, or
+            ``(batch, latent, time)`` when it does not depend on the draw (frame-wise
+            encoder).
+
+        Raises:
+            ValueError: ``noise_scale < 0`` (and whatever :meth:`encode` raises).
+
+        References:
+            Kingma & Welling, ICLR 2014 (reparameterisation); Leglaive et al., ICASSP 2020
+            (sequential draws of the RVAE encoder).
+        """
+        if noise_scale < 0:
+            raise ValueError(f"noise_scale must be >= 0, got {noise_scale}")
+        posterior = self.encode(power)
+        if noise_scale == 1.0:
+            return posterior.rsample(generator, num_samples), posterior
+        shape = (posterior.mean.shape if num_samples is None
+                 else (num_samples, *posterior.mean.shape))
+        eps = torch.randn(shape, generator=generator, device=posterior.mean.device,
+                          dtype=posterior.mean.dtype)
+        z = posterior.mean + noise_scale * torch.exp(0.5 * posterior.logvar) * eps
+        return z, posterior
+
+    def decode(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Speech variance ``v`` (linear power units), ``(..., freq, time)`` from
-        ``z`` of shape ``(..., latent, time)``."""
+        ``z`` of shape ``(..., latent, time)``. ``mask`` (``(batch, time)``, right padding,
+        optional): frames past a sequence's end must not influence its valid frames (only
+        matters for decoders that look ahead in time)."""
         raise NotImplementedError
 
     def kl(self, posterior: Posterior, z: torch.Tensor | None = None) -> torch.Tensor:
-        """``KL(q(z|.) || p(z))`` per frame, shape ``(batch, time)`` (analytic where the
-        prior allows, else a one-sample estimate at ``z``)."""
+        """``KL(q(z|.) || p(z))`` per frame, shape ``(..., batch, time)`` for a posterior
+        (and ``z``) of shape ``(..., batch, latent, time)``: analytic where the prior
+        allows; for a Markov prior, the analytic KL of frame ``t`` to
+        ``p(z_t | z_{t-1})`` at the drawn ``z_{t-1}`` (a one-sample estimate of the
+        sequence KL; ``z`` is then required)."""
+        raise NotImplementedError
+
+    def encoder_parameters(self):
+        """Parameters of the inference network (those VEM fine-tunes per file)."""
         raise NotImplementedError
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
@@ -129,17 +211,20 @@ class Prior(nn.Module):
         Args:
             power: clean power spectrogram ``(batch, freq, time)``.
             beta: weight of the KL term.
-            mask: optional ``(batch, time)`` of 0/1 marking valid frames.
+            mask: optional ``(batch, time)`` of 0/1 marking valid frames (right padding:
+                each sequence's valid frames first; the loss then does not depend on the
+                padded frames).
 
         Returns:
             dict with ``loss`` (scalar, mean per valid frame), ``is`` and ``kl`` (same units).
 
         References:
-            Leglaive, Girin, Horaud, MLSP 2018 (IS-divergence VAE for speech spectra).
+            Leglaive, Girin, Horaud, MLSP 2018 (IS-divergence VAE for speech spectra);
+            Girin et al., "Dynamical variational autoencoders: a comprehensive review",
+            Foundations and Trends in ML, 2021 (the same loss for sequential models).
         """
-        posterior = self.encode(power)
-        z = posterior.rsample(generator)
-        variance = self.decode(z)
+        z, posterior = self.sample_posterior(power, generator, mask=mask)
+        variance = self.decode(z, mask=mask)
         is_div = itakura_saito(power, variance).sum(dim=1)  # (batch, time)
         kl = self.kl(posterior, z)
         if mask is None:

@@ -88,8 +88,8 @@ class VAE(Prior):
         return Posterior(self.encoder_mean(h).transpose(-1, -2),
                          self.encoder_logvar(h).transpose(-1, -2))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.decoder_body(z.transpose(-1, -2))
+    def decode(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.decoder_body(z.transpose(-1, -2))  # frame-wise: the mask changes nothing
         return torch.exp(self.decoder_logvar(h)).transpose(-1, -2)
 
     def kl(self, posterior: Posterior, z: torch.Tensor | None = None) -> torch.Tensor:

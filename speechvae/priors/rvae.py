@@ -1,0 +1,212 @@
+"""Recurrent VAE prior (RVAE; Leglaive, Alameda-Pineda, Girin, Horaud, ICASSP 2020).
+
+Generative model: ``z_t ~ N(0, I)`` independently per frame; the speech variance of frame ``t``
+is ``v_t = exp(W h_t + b)`` with ``h_t`` the output of an LSTM over the latent sequence,
+forward (``h_t`` from ``z_{1:t}``: the *causal* RVAE) or bidirectional (``h_t`` from
+``z_{1:T}``: the *non-causal* RVAE).
+
+Inference model: ``q(z | s) = prod_t q(z_t | z_{1:t-1}, s)`` Gaussian. The exact posterior of
+the causal model depends on ``s_{t:T}`` only (``s_{1:t-1}`` depend on ``z_{1:t-1}`` alone);
+that of the non-causal model on the whole ``s_{1:T}`` (paper, Sec. 3). Accordingly the encoder
+runs an LSTM over the encoder features of the power spectrogram *backward* in time (causal)
+or in both directions (non-causal), an LSTM *forward* over the drawn ``z_{1:t-1}``, and
+combines the two by dense tanh layers into the mean and log-variance of ``z_t``. Draws are
+sequential in ``t``; see :mod:`speechvae.priors.recurrence` for the fast loop.
+
+Sizes follow the authors' code (``RVAE(input_dim=513, h_dim=128, z_dim=16, num_LSTM=1,
+num_dense_enc=1)``): LSTMs of 128 units, one dense layer of 128 units with tanh, latent 16.
+
+Choices of ours (documented, not the paper's): the encoder reads ``log(P + 1e-10)`` by default
+(``encoder_input="log-power"``, as our frame-wise VAE; the authors' code feeds the power
+spectrogram, ``"power"``), and a padding mask is honoured by reversing each sequence within
+its valid length for the backward recurrences.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..stft import DEFAULT_STFT, STFTConfig
+from .base import Posterior, register_prior
+from .recurrence import lstm_posterior
+from .sequential import SequentialPrior, mask_lengths, reverse_padded
+
+__all__ = ["RVAE", "RVAEConfig"]
+
+
+@dataclass(frozen=True)
+class RVAEConfig:
+    """RVAE architecture.
+
+    Attributes:
+        n_freq: frequency bins (513 for the default STFT).
+        latent_dim: dimension of ``z_t`` (16).
+        hidden_dim: units of every LSTM (encoder over ``s``, encoder over ``z``, decoder),
+            per direction (128).
+        dense_dims: widths of the encoder's tanh layers combining the two recurrences
+            (``(128,)``, the authors' ``num_dense_enc=1``); at least one.
+        causal: True: forward-LSTM decoder and backward-LSTM encoder over ``s_{t:T}``;
+            False: bidirectional decoder and bidirectional encoder over ``s_{1:T}``.
+        encoder_input: ``"log-power"`` or ``"power"`` (see the module docstring).
+    """
+
+    n_freq: int = 513
+    latent_dim: int = 16
+    hidden_dim: int = 128
+    dense_dims: tuple[int, ...] = (128,)
+    causal: bool = True
+    encoder_input: str = "log-power"
+
+    def __post_init__(self):
+        if self.encoder_input not in ("log-power", "power"):
+            raise ValueError(f"encoder_input must be 'log-power' or 'power', "
+                             f"got {self.encoder_input!r}")
+        if not self.dense_dims:
+            raise ValueError("dense_dims needs at least one layer (it combines the two "
+                             "encoder recurrences)")
+        for name in ("n_freq", "latent_dim", "hidden_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@register_prior("rvae")
+class RVAE(SequentialPrior):
+    """Recurrent VAE prior, causal or non-causal (``config.causal``).
+
+    Shape:
+        - sample_posterior: power ``(batch, freq, time)`` -> z and Posterior
+          ``(batch, latent, time)`` (``(samples, batch, latent, time)`` with ``num_samples``)
+        - decode: z ``(..., latent, time)`` -> variance ``(..., freq, time)``
+        - kl: ``(..., batch, time)``; log_prior: ``(..., time)``
+
+    References:
+        Leglaive, Alameda-Pineda, Girin, Horaud, "A recurrent variational autoencoder for
+        speech enhancement", ICASSP 2020; Girin, Leglaive, Bie, Diard, Hueber,
+        Alameda-Pineda, "Dynamical variational autoencoders: a comprehensive review",
+        Foundations and Trends in Machine Learning, 2021.
+    """
+
+    config_class = RVAEConfig
+
+    def __init__(self, config: RVAEConfig = RVAEConfig(),
+                 stft_config: STFTConfig = DEFAULT_STFT):
+        super().__init__(config, stft_config)
+        if config.n_freq != stft_config.n_freq:
+            raise ValueError(f"n_freq {config.n_freq} != STFT bins {stft_config.n_freq}")
+        f, h, lat = config.n_freq, config.hidden_dim, config.latent_dim
+        n_dir = 1 if config.causal else 2
+        # encoder: recurrence(s) over the spectrogram, LSTM over the drawn latents, dense
+        self.encoder_s_backward = nn.LSTM(f, h)
+        self.encoder_s_forward = None if config.causal else nn.LSTM(f, h)
+        self.encoder_z_cell = nn.LSTMCell(lat, h)
+        dims = [n_dir * h + h, *config.dense_dims]
+        self.encoder_dense = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.encoder_mean = nn.Linear(dims[-1], lat)
+        self.encoder_logvar = nn.Linear(dims[-1], lat)
+        # decoder: LSTM over z (forward, plus backward if non-causal), linear log-variance
+        self.decoder_forward = nn.LSTM(lat, h)
+        self.decoder_backward = None if config.causal else nn.LSTM(lat, h)
+        self.decoder_logvar = nn.Linear(n_dir * h, f)
+
+    # -- encoder ------------------------------------------------------------------------
+    def encoder_parameters(self):
+        """Parameters of the inference network (fine-tuned per file by VEM)."""
+        for m in (self.encoder_s_backward, self.encoder_s_forward, self.encoder_z_cell,
+                  self.encoder_dense, self.encoder_mean, self.encoder_logvar):
+            if m is not None:
+                yield from m.parameters()
+
+    def _spectrogram_recurrence(self, power: torch.Tensor, lengths: torch.Tensor | None
+                                ) -> torch.Tensor:
+        """``g^s``: ``(time, batch, n_dir * hidden)``, backward over ``s_{t:T}`` (and
+        forward over ``s_{1:t}``, first, if non-causal)."""
+        x = self.encoder_features(power).permute(2, 0, 1)  # (T, B, F)
+        back, _ = self.encoder_s_backward(reverse_padded(x, lengths))
+        back = reverse_padded(back, lengths)
+        if self.encoder_s_forward is None:
+            return back
+        fwd, _ = self.encoder_s_forward(x)
+        return torch.cat([fwd, back], -1)
+
+    def _posterior(self, power, eps, lengths):
+        draws = eps.shape[0]
+        gs = self._spectrogram_recurrence(power, lengths)  # (T, B, Hs)
+        eps_t = self._to_time_major(eps)  # (T, R*B, L)
+        if self._use_reference():
+            z, mean, logvar = self._reference_recurrence(self._per_draw(gs, draws), eps_t)
+        else:
+            first = self.encoder_dense[0]
+            n_s = gs.shape[-1]
+            a = F.linear(gs, first.weight[:, :n_s], first.bias)  # all frames at once
+            cell = self.encoder_z_cell
+            z, mean, logvar = lstm_posterior(
+                self._per_draw(a, draws), eps_t, cell.weight_ih, cell.weight_hh,
+                cell.bias_ih, cell.bias_hh, first.weight[:, n_s:],
+                [(m.weight, m.bias) for m in self.encoder_dense[1:]],
+                (self.encoder_mean.weight, self.encoder_mean.bias),
+                (self.encoder_logvar.weight, self.encoder_logvar.bias))
+        return tuple(self._from_time_major(x, draws) for x in (z, mean, logvar))
+
+    def _reference_recurrence(self, gs: torch.Tensor, eps: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The encoder loop written plainly (``nn.LSTMCell`` and ``nn.Linear`` stepped in
+        Python under autograd), as in the authors' code: the reference the fast loop is
+        tested against. ``gs (time, draws, Hs)``, ``eps (time, draws, latent)``."""
+        n_frames, n, _ = gs.shape
+        h = gs.new_zeros((n, self.config.hidden_dim))
+        c = torch.zeros_like(h)
+        z = None
+        zs, means, logvars = [], [], []
+        for t in range(n_frames):
+            if t > 0:  # the state of frame t summarises z_{1:t-1}; zero at t = 0
+                h, c = self.encoder_z_cell(z, (h, c))
+            d = torch.cat([gs[t], h], -1)
+            for layer in self.encoder_dense:
+                d = torch.tanh(layer(d))
+            mean, logvar = self.encoder_mean(d), self.encoder_logvar(d)
+            z = mean + torch.exp(0.5 * logvar) * eps[t]
+            zs.append(z)
+            means.append(mean)
+            logvars.append(logvar)
+        return torch.stack(zs), torch.stack(means), torch.stack(logvars)
+
+    # -- decoder and prior --------------------------------------------------------------
+    def decode(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Speech variance ``exp(W h_t + b)``, ``h_t`` the decoder LSTM(s) over ``z``.
+
+        Shape:
+            z ``(..., latent, time)`` -> ``(..., freq, time)``; ``mask (batch, time)``
+            with ``batch`` the last leading dimension of ``z``.
+        """
+        lead, (lat, n_frames) = z.shape[:-2], z.shape[-2:]
+        x = z.reshape(-1, lat, n_frames).permute(2, 0, 1)  # (T, N, L)
+        h, _ = self.decoder_forward(x)
+        if self.decoder_backward is not None:
+            lengths = None
+            if mask is not None:
+                lengths = mask_lengths(mask, mask.shape[0], n_frames)
+                lengths = lengths.repeat(x.shape[1] // lengths.shape[0])
+            back, _ = self.decoder_backward(reverse_padded(x, lengths))
+            h = torch.cat([h, reverse_padded(back, lengths)], -1)
+        v = torch.exp(self.decoder_logvar(h))  # (T, N, F)
+        return v.permute(1, 2, 0).reshape(*lead, self.config.n_freq, n_frames)
+
+    def kl(self, posterior: Posterior, z: torch.Tensor | None = None) -> torch.Tensor:
+        """``KL(q(z_t | z_{1:t-1}, s) || N(0, I))`` per frame (analytic given the drawn
+        past, which the posterior's parameters already hold): ``(..., batch, time)``."""
+        return posterior.kl_standard_normal()
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """``log N(z_t; 0, I)`` per frame up to a constant: ``(..., time)``."""
+        return -0.5 * z.square().sum(dim=-2)
+
+    def sample_latent(self, num_frames: int, batch: int = 1,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """``z_t ~ N(0, I)`` iid per frame: ``(batch, latent, num_frames)``."""
+        p = next(self.parameters())
+        return torch.randn(batch, self.latent_dim, num_frames, generator=generator,
+                           device=p.device, dtype=p.dtype)
