@@ -208,6 +208,13 @@ def check_input(job: Job) -> None:
               help="Torch device.")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
               help="CPU threads used by torch [default: torch's choice].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              metavar="B",
+              help="Enhance B files at a time in one padded, masked batch (files sorted by "
+                   "duration; long files segment by segment); outputs equal those of "
+                   "--batch-size 1 up to float rounding. Worth it on a GPU. Only vem has a "
+                   "batched path; priors other than the frame-wise VAE then run one by one "
+                   "(with a warning). See docs/batched.md.")
 @click.option("--noise-output/--no-noise-output", default=False, show_default=True,
               help="Also write the noise estimate, <stem>_noise.wav (with -o: OUT_noise.ext).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -219,8 +226,8 @@ def check_input(job: Job) -> None:
               help="Progress bar on stderr [default: when stderr is a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_rank, seed,
-            device, threads, noise_output, overwrite, skip_existing, keep_going, progress,
-            as_json):
+            device, threads, batch_size, noise_output, overwrite, skip_existing, keep_going,
+            progress, as_json):
     """Enhance noisy speech files IN... (files and/or folders, searched recursively).
 
     Each output is mono 16-bit PCM at the prior's rate (16 kHz), with the input's duration;
@@ -236,6 +243,7 @@ def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_r
       speechvae enhance noisy.wav -o clean.wav --iterations 50
       speechvae enhance noisy.wav --algorithm mcem     # Monte Carlo EM (slower)
       speechvae enhance recordings/ --output-dir enhanced/ --device cuda
+      speechvae enhance recordings/ --output-dir enhanced/ --device cuda --batch-size 16
     """
     from speechvae.enhancement import enhance_file
     from speechvae.priors import load_prior
@@ -244,6 +252,10 @@ def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_r
         raise click.UsageError("-o/--output and --output-dir cannot be used together")
     if overwrite and skip_existing:
         raise click.UsageError("--overwrite and --skip-existing cannot be used together")
+    if batch_size > 1 and get_algorithm(algorithm).run_batch is None:
+        batched = [n for n in available_algorithms() if get_algorithm(n).run_batch is not None]
+        raise CLIError(f"--batch-size {batch_size}: algorithm {algorithm!r} has no batched "
+                       f"path (only {', '.join(batched)}); use --batch-size 1")
     device = resolve_device(device)
     launch, device, threads = rank_setup(device, threads)  # torchrun: see cli/_launch.py
     set_threads(threads)
@@ -275,8 +287,12 @@ def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_r
                  if v is not None}
     config = dataclasses.replace(config, **overrides)
 
-    results = _run(jobs, prior, config, seed, device, overwrite, progress, as_json, fail,
-                   enhance_file, algorithm)
+    if batch_size == 1:
+        results = _run(jobs, prior, config, seed, device, overwrite, progress, as_json, fail,
+                       enhance_file, algorithm)
+    else:
+        results = _run_batched(jobs, prior, config, seed, device, overwrite, progress,
+                               as_json, fail, algorithm, batch_size)
 
     results, failures, total_wall = gather_results(launch, results, failures)
     if not launch.is_main:  # rank 0 reports for every rank
@@ -284,7 +300,8 @@ def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_r
     total_audio = sum(r["duration_s"] for r in results)
     if as_json:
         print_json({"prior": prior_name, "algorithm": algorithm, "device": device,
-                    "seed": seed, "config": dataclasses.asdict(config), "files": results,
+                    "seed": seed, "batch_size": batch_size,
+                    "config": dataclasses.asdict(config), "files": results,
                     "failed": failures, "duration_s": total_audio, "seconds": total_wall})
     else:
         emit(f"enhanced {len(results)} file(s), {format_seconds(total_audio)} of audio in "
@@ -338,3 +355,75 @@ def _run(jobs, prior, config, seed, device, overwrite, progress, as_json, fail,
                      f"{iters} iteration{'s' if iters != 1 else ''}, "
                      f"{format_seconds(seconds)})")
     return results
+
+
+def _run_batched(jobs, prior, config, seed, device, overwrite, progress, as_json, fail,
+                 algorithm: str, batch_size: int) -> list[dict]:
+    """Enhance the jobs ``batch_size`` files at a time (see
+    :func:`speechvae.enhancement.enhance_files`); results in the order of ``jobs``.
+
+    A file's ``seconds`` is the wall time of its group divided by the files in it (the files
+    of a group run together).
+    """
+    from tqdm import tqdm
+
+    from speechvae.enhancement import enhance_files
+
+    results: dict[int, dict] = {}
+    total = sum(j.duration_s for j in jobs)
+    disable = None if progress is None else not progress
+    done = [0.0] * len(jobs)
+    with tqdm(total=round(total, 2), unit="s", desc="enhance", disable=disable, leave=False,
+              bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio "
+                         "[{elapsed}<{remaining}{postfix}]") as bar:
+
+        def on_segment(i: int, seconds: float, iterations: int) -> None:
+            step = max(0.0, min(seconds, jobs[i].duration_s - done[i]))  # segments overlap
+            done[i] += step
+            bar.update(step)
+
+        t0 = time.perf_counter()
+        group: list[tuple[int, dict]] = []
+        stream = enhance_files([(j.input, j.output, j.noise) for j in jobs], prior=prior,
+                               config=config, seed=seed, device=device, overwrite=overwrite,
+                               batch_size=batch_size, progress=on_segment,
+                               algorithm=algorithm, durations=[j.duration_s for j in jobs])
+
+        def flush() -> None:  # report a finished group
+            nonlocal t0
+            if not group:
+                return
+            seconds = (time.perf_counter() - t0) / len(group)
+            for i, info in group:
+                job = jobs[i]
+                results[i] = {"input": str(job.input), "output": str(job.output),
+                              "noise": str(job.noise) if job.noise else None,
+                              "duration_s": round(info["duration_s"], 4),
+                              "iterations": info["iterations"], "seconds": round(seconds, 3)}
+                if not as_json:
+                    iters = sum(info["iterations"])
+                    emit(f"{job.input} -> {job.output}  "
+                         f"({format_seconds(info['duration_s'])}, {iters} "
+                         f"iteration{'s' if iters != 1 else ''}, batch of {len(group)})")
+            group.clear()
+            t0 = time.perf_counter()
+
+        finished = 0
+        try:
+            for i, info in stream:
+                job = jobs[i]
+                bar.update(job.duration_s - done[i])
+                done[i] = job.duration_s
+                finished += 1
+                if isinstance(info, BaseException):
+                    if not isinstance(info, expected_errors()):
+                        raise info
+                    fail(job, info)
+                else:
+                    group.append((i, info))
+                if finished % batch_size == 0:  # groups of batch_size files (last: fewer)
+                    flush()
+        finally:
+            stream.close()  # on a failure: the other files of the group leave no output
+        flush()
+    return [results[i] for i in sorted(results)]

@@ -6,41 +6,59 @@ command line pick one with ``algorithm=NAME`` / ``--algorithm NAME``.
 
 (The subpackage is called ``enhancement`` so that ``speechvae.enhance`` can be the function.)
 """
-from .algorithms import Algorithm, available_algorithms, get_algorithm, register_algorithm
-from .engine import EnhanceResult, enhance, enhance_file, enhance_segment
+from .algorithms import (
+    Algorithm,
+    available_algorithms,
+    get_algorithm,
+    register_algorithm,
+    register_batch_runner,
+)
+from .engine import (
+    EnhanceResult,
+    enhance,
+    enhance_file,
+    enhance_files,
+    enhance_segment,
+    enhance_segments,
+)
 from .mcem import LatentPosterior, MCEMConfig, SamplingResult, mcem
 from .mcmc import BandoConfig, MALAConfig, bando, mala
 from .nmf import NMFNoise, init_nmf, m_step, mixture_cost
 from .samplers import ChainState, MarkovChain, mala_step, rw_metropolis_step, sample_gig
-from .vem import VEMConfig, VEMResult, vem
+from .vem import VEMConfig, VEMResult, batchable_prior, vem, vem_batch
 
 __all__ = [
-           "Algorithm",
-           "BandoConfig",
-           "ChainState",
-           "EnhanceResult",
-           "LatentPosterior",
-           "MALAConfig",
-           "MCEMConfig",
-           "MarkovChain",
-           "NMFNoise",
-           "SamplingResult",
-           "VEMConfig",
-           "VEMResult",
-           "available_algorithms",
-           "bando",
-           "enhance",
-           "enhance_file",
-           "enhance_segment",
-           "get_algorithm",
-           "init_nmf",
-           "m_step",
-           "mala",
-           "mala_step",
-           "mcem",
-           "mixture_cost",
-           "register_algorithm",
-           "rw_metropolis_step",
-           "sample_gig",
-           "vem",
+    "Algorithm",
+    "BandoConfig",
+    "ChainState",
+    "EnhanceResult",
+    "LatentPosterior",
+    "MALAConfig",
+    "MCEMConfig",
+    "MarkovChain",
+    "NMFNoise",
+    "SamplingResult",
+    "VEMConfig",
+    "VEMResult",
+    "available_algorithms",
+    "bando",
+    "batchable_prior",
+    "enhance",
+    "enhance_file",
+    "enhance_files",
+    "enhance_segment",
+    "enhance_segments",
+    "get_algorithm",
+    "init_nmf",
+    "m_step",
+    "mala",
+    "mala_step",
+    "mcem",
+    "mixture_cost",
+    "register_algorithm",
+    "register_batch_runner",
+    "rw_metropolis_step",
+    "sample_gig",
+    "vem",
+    "vem_batch",
 ]

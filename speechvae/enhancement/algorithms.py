@@ -10,14 +10,21 @@ The result has at least ``speech`` and ``noise`` (complex STFTs of the shape of 
 and ``iterations``. The engine (:func:`speechvae.enhance`) and the command line
 (``speechvae enhance --algorithm NAME``) take their choices from this registry, so adding an
 algorithm needs no if/elif anywhere.
+
+An algorithm may also have a *batched* runner, registered with
+:func:`register_batch_runner`: ``run_batch(prior, mixture_stfts, lengths, config,
+generators) -> list[result]`` enhances several right-padded mixtures at once and gives, for
+each, the result (up to rounding) of ``run`` on that mixture alone with the same generator.
+``speechvae enhance --batch-size B`` needs one (only ``"vem"`` has one so far).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
-__all__ = ["Algorithm", "available_algorithms", "get_algorithm", "register_algorithm"]
+__all__ = ["Algorithm", "available_algorithms", "get_algorithm", "register_algorithm",
+           "register_batch_runner"]
 
 
 @dataclass(frozen=True)
@@ -29,12 +36,19 @@ class Algorithm:
         run: ``(prior, mixture_stft (1, freq, time), config, generator) -> result``.
         config_class: its frozen config dataclass; ``config_class()`` gives the defaults.
         summary: one line for help texts.
+        run_batch: ``(prior, mixture_stfts (batch, freq, time), lengths (batch,), config,
+            generators) -> list[result]``, or None when the algorithm has no batched path
+            (see :func:`register_batch_runner`).
+        batch_supports: ``prior -> bool``, whether ``run_batch`` really batches that prior
+            (it falls back to ``run`` file by file for the others), or None (all priors).
     """
 
     name: str
     run: Callable[..., Any]
     config_class: type
     summary: str = ""
+    run_batch: Callable[..., Any] | None = None
+    batch_supports: Callable[[Any], bool] | None = None
 
     def default_config(self):
         """The default configuration, ``config_class()``."""
@@ -83,7 +97,29 @@ def register_algorithm(name: str, config_class: type, summary: str = ""
         old = _REGISTRY.get(name)
         if old is not None and old.run is not fn:
             raise ValueError(f"algorithm {name!r} is already registered")
-        _REGISTRY[name] = Algorithm(name, fn, config_class, summary)
+        batch = (old.run_batch, old.batch_supports) if old is not None else (None, None)
+        _REGISTRY[name] = Algorithm(name, fn, config_class, summary, *batch)
+        return fn
+
+    return deco
+
+
+def register_batch_runner(name: str, supports: Callable[[Any], bool] | None = None
+                          ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Function decorator attaching a batched runner to the registered algorithm ``name``.
+
+    The runner enhances a batch of right-padded mixtures, ``(prior, mixture_stfts (batch,
+    freq, time), lengths (batch,) valid frames, config, generators (one per mixture)) ->
+    list[result]``, each result equal (up to rounding) to ``run`` on that mixture alone
+    with that generator. ``supports(prior)`` tells whether a prior is really batched (the
+    runner runs the others one by one); None means every prior. The decorated function is
+    returned unchanged.
+
+    Raises:
+        KeyError: ``name`` is not registered.
+    """
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        _REGISTRY[name] = replace(get_algorithm(name), run_batch=fn, batch_supports=supports)
         return fn
 
     return deco
