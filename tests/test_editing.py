@@ -138,13 +138,23 @@ def test_subspaces_save_load_round_trip(tmp_path):
 
 
 # -- synthesis ------------------------------------------------------------------------
-def test_pulse_train_has_the_f0_of_its_contour():
-    f0 = np.full(63, 125.0)
+@pytest.mark.parametrize("f0_hz", [125.0, 150.0, 300.0])
+def test_pulse_train_has_the_f0_of_its_contour(f0_hz):
+    f0 = np.full(63, f0_hz)
     f0[:10] = np.nan
     x = pulse_train(f0, 16000, DEFAULT_STFT)
-    pulses = np.nonzero(x)[0]
-    assert pulses.min() > 9 * 256 - 256  # no pulses in the unvoiced start
-    np.testing.assert_allclose(np.median(np.diff(pulses)), 16000 / 125, atol=1)
+    assert np.all(x[: 9 * 256 - 128] == 0)  # silent while unvoiced
+    # harmonics of f0 only, band-limited: the spectrum of the voiced part peaks at k * f0
+    seg = x[4000:]
+    spectrum = np.abs(np.fft.rfft(seg * np.hanning(seg.size)))
+    freqs = np.fft.rfftfreq(seg.size, 1 / 16000)
+    peak = freqs[np.argmax(spectrum[freqs < 1.5 * f0_hz])]
+    assert abs(peak - f0_hz) < 2.0
+    assert spectrum[np.abs(freqs - 0.5 * f0_hz) < 2].max() < 1e-2 * spectrum.max()  # no subharmonic
+    # pulses at fractional instants: spacing sr / f0 on average
+    peaks = np.nonzero(seg > 0.5 * seg.max())[0]
+    starts = peaks[np.insert(np.diff(peaks) > 1, 0, True)]
+    np.testing.assert_allclose(np.mean(np.diff(starts)), 16000 / f0_hz, rtol=0.01)
 
 
 def test_griffin_lim_known_frames_keeps_them_exactly():

@@ -7,7 +7,7 @@ utterances of ../shared/data (f0 labels from Praat; never dev or FDA speech), se
 the factors' basis vectors (the paper's disentanglement measure).
 
     OMP_NUM_THREADS=1 python recipes/editing/learn.py --prior vae \\
-        -o speechvae/pretrained/editing/vae.pt --speech-files 300 --f0-variance-share 0.95
+        -o speechvae/pretrained/editing/vae.pt        # the shipped subspaces
 """
 from __future__ import annotations
 

@@ -110,8 +110,15 @@ def frame_f0(waveform: np.ndarray, stft_config: STFTConfig, pitch_floor: float =
 
 def pulse_train(f0_frames: np.ndarray, num_samples: int, stft_config: STFTConfig
                 ) -> np.ndarray:
-    """A unit pulse train following a frame-wise f0 contour (the "source" of the
-    source–filter model); no pulses where the contour is NaN.
+    """A band-limited pulse train following a frame-wise f0 contour (the "source" of the
+    source–filter model); zero where the contour is NaN.
+
+    ``sum_{k=1..K} cos(k phi(n))`` with the instantaneous phase
+    ``phi(n) = 2 pi sum_{m<=n} f0(m) / rate`` and ``K(n)`` the number of harmonics below the
+    Nyquist frequency, evaluated in closed form (the Dirichlet kernel). Band-limiting puts each
+    pulse at its exact, fractional instant: pulses rounded to whole samples would give periods
+    that alternate (e.g. 107, 107, 106 samples at 150 Hz), a sub-harmonic pattern that pitch
+    trackers hear.
 
     Args:
         f0_frames: ``(frames,)`` Hz at the STFT frame centres, NaN where unvoiced.
@@ -119,16 +126,20 @@ def pulse_train(f0_frames: np.ndarray, num_samples: int, stft_config: STFTConfig
         stft_config: rate and hop of the frames.
 
     Returns:
-        float32 ``(num_samples,)`` with ones at the pulse instants.
+        float32 ``(num_samples,)``, peaks of height ``K`` at the pulse instants.
     """
     sr, hop = stft_config.sample_rate, stft_config.hop_length
+    n = np.arange(num_samples)
     centres = np.arange(f0_frames.size) * hop
-    f0 = np.interp(np.arange(num_samples), centres, np.nan_to_num(f0_frames, nan=0.0))
-    voiced = np.interp(np.arange(num_samples), centres, np.isfinite(f0_frames) * 1.0) > 0.5
-    cycles = np.cumsum(np.where(voiced, f0, 0.0) / sr)
-    out = np.zeros(num_samples, dtype=np.float32)
-    out[1:][np.diff(np.floor(cycles)) > 0] = 1.0
-    return out
+    voiced = np.interp(n, centres, np.isfinite(f0_frames) * 1.0) > 0.5
+    f0 = np.where(voiced, np.interp(n, centres, np.nan_to_num(f0_frames, nan=0.0)), 0.0)
+    phase = 2 * np.pi * np.cumsum(f0 / sr)
+    harmonics = np.floor(0.5 * sr / np.maximum(f0, 1e-6))
+    half = np.sin(0.5 * phase)
+    near_pulse = np.abs(half) < 1e-6
+    kernel = (np.sin((harmonics + 0.5) * phase) / np.where(near_pulse, 1.0, 2 * half)) - 0.5
+    out = np.where(near_pulse, harmonics, kernel)
+    return np.where(voiced, out, 0.0).astype(np.float32)
 
 
 @dataclass
