@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ._common import CLIError, emit, print_json, set_threads
-from .synthesis import VOCODERS, _check_output, _ckpt_option, _vocoder_options
+from .synthesis import VOCODERS, _check_output, _ckpt_option, _common, _vocoder_options
 
 
 def _editing_options(f):
@@ -28,10 +28,7 @@ def _editing_options(f):
         _ckpt_option,
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Seed of the random phase (whisper)."),
-        click.option("--threads", type=click.IntRange(min=1), metavar="N",
-                     help="CPU threads used by torch [default: torch's choice]."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing output."),
-        click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
+        *_common[1:],  # --threads, --overwrite, --json as in resynthesize/generate
     ]
     for opt in reversed(options):
         f = opt(f)

@@ -12,7 +12,7 @@ import torch
 pytest.importorskip("parselmouth", reason="editing needs praat-parselmouth")
 librosa = pytest.importorskip("librosa", reason="f0 measurement needs librosa")
 
-from speechvae.editing import (  # noqa: E402
+from speechvae.editing import (
     FactorSubspace,
     SourceFilterSubspaces,
     SubspaceError,
@@ -22,9 +22,9 @@ from speechvae.editing import (  # noqa: E402
     pulse_train,
     synthesize_vowel,
 )
-from speechvae.editing.subspaces import _hat_basis  # noqa: E402
-from speechvae.stft import DEFAULT_STFT, stft  # noqa: E402
-from speechvae.vocoders import griffin_lim_known_frames  # noqa: E402
+from speechvae.editing.subspaces import _hat_basis
+from speechvae.stft import DEFAULT_STFT, stft
+from speechvae.vocoders import griffin_lim_known_frames
 
 
 def _pyin_median(y: np.ndarray, sr: int = 16000) -> tuple[float, float]:
@@ -97,7 +97,7 @@ def test_subspace_finds_the_plane_and_is_orthonormal():
 
 
 def test_move_sets_the_coordinates_and_keeps_the_complement():
-    plane, means, variances, labels, series = _toy_subspace()
+    _, means, variances, labels, series = _toy_subspace()
     sub = fit_factor_subspace("f0", means, variances, labels, series, dim=2)
     z = torch.randn(6, 30)
     frames = torch.arange(30) % 3 != 0
@@ -115,14 +115,14 @@ def test_move_sets_the_coordinates_and_keeps_the_complement():
 
 
 def test_regression_refuses_values_outside_its_range():
-    plane, means, variances, labels, series = _toy_subspace()
+    _, means, variances, labels, series = _toy_subspace()
     sub = fit_factor_subspace("f0", means, variances, labels, series, dim=2)
     with pytest.raises(ValueError, match="outside the learned range 100–300 Hz"):
         sub.regression(400.0)
 
 
 def test_subspaces_save_load_round_trip(tmp_path):
-    plane, means, variances, labels, series = _toy_subspace()
+    _, means, variances, labels, series = _toy_subspace()
     sub = fit_factor_subspace("f0", means, variances, labels, series, dim=2)
     other = fit_factor_subspace("F1", means, variances, labels, series, dim=1)
     s = SourceFilterSubspaces({"f0": sub, "F1": other}, {"name": "vae", "latent_dim": 6})

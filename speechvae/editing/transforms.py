@@ -43,7 +43,7 @@ import torch
 
 from ..audio import AudioError, AudioWarning, check_waveform, resample
 from ..priors.base import Prior
-from ..stft import STFTConfig, istft, stft
+from ..stft import STFTConfig, stft
 from .subspaces import FACTORS, SourceFilterSubspaces
 
 __all__ = [

@@ -42,6 +42,7 @@ __all__ = [
     "CheckpointError",
     "Posterior",
     "Prior",
+    "StandardNormalLatent",
     "available_priors",
     "get_prior_class",
     "load_checkpoint",
@@ -246,6 +247,28 @@ class Prior(nn.Module):
     def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
         """Save a self-describing checkpoint atomically; see :func:`save_prior`."""
         return save_prior(self, path, metadata)
+
+
+class StandardNormalLatent:
+    """Mixin for priors whose latent prior is ``z_t ~ N(0, I)`` iid over frames (the VAE and
+    the RVAE): analytic per-frame KL, ``log p(z)`` and sampling. Put it before the
+    :class:`Prior` base in the class bases."""
+
+    def kl(self, posterior: Posterior, z: torch.Tensor | None = None) -> torch.Tensor:
+        """``KL(q || N(0, I))`` per frame, ``(..., batch, time)`` (for a sequential encoder,
+        analytic given the drawn past, which the posterior's parameters already hold)."""
+        return posterior.kl_standard_normal()
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """``log N(z_t; 0, I)`` per frame up to a constant: ``(..., time)``."""
+        return -0.5 * z.square().sum(dim=-2)
+
+    def sample_latent(self, num_frames: int, batch: int = 1,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """``z_t ~ N(0, I)`` iid per frame: ``(batch, latent, num_frames)``."""
+        p = next(self.parameters())
+        return torch.randn(batch, self.latent_dim, num_frames, generator=generator,
+                           device=p.device, dtype=p.dtype)
 
 
 EPS = 1e-10

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..stft import DEFAULT_STFT, STFTConfig
-from .base import Posterior, register_prior
+from .base import StandardNormalLatent, register_prior
 from .recurrence import lstm_posterior
 from .sequential import SequentialPrior, mask_lengths, reverse_padded
 
@@ -74,7 +74,7 @@ class RVAEConfig:
 
 
 @register_prior("rvae")
-class RVAE(SequentialPrior):
+class RVAE(StandardNormalLatent, SequentialPrior):
     """Recurrent VAE prior, causal or non-causal (``config.causal``).
 
     Shape:
@@ -195,18 +195,3 @@ class RVAE(SequentialPrior):
         v = torch.exp(self.decoder_logvar(h))  # (T, N, F)
         return v.permute(1, 2, 0).reshape(*lead, self.config.n_freq, n_frames)
 
-    def kl(self, posterior: Posterior, z: torch.Tensor | None = None) -> torch.Tensor:
-        """``KL(q(z_t | z_{1:t-1}, s) || N(0, I))`` per frame (analytic given the drawn
-        past, which the posterior's parameters already hold): ``(..., batch, time)``."""
-        return posterior.kl_standard_normal()
-
-    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        """``log N(z_t; 0, I)`` per frame up to a constant: ``(..., time)``."""
-        return -0.5 * z.square().sum(dim=-2)
-
-    def sample_latent(self, num_frames: int, batch: int = 1,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-        """``z_t ~ N(0, I)`` iid per frame: ``(batch, latent, num_frames)``."""
-        p = next(self.parameters())
-        return torch.randn(batch, self.latent_dim, num_frames, generator=generator,
-                           device=p.device, dtype=p.dtype)

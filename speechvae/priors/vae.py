@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..stft import DEFAULT_STFT, STFTConfig
-from .base import EPS, Posterior, Prior, register_prior
+from .base import EPS, Posterior, Prior, StandardNormalLatent, register_prior
 
 __all__ = ["VAE", "VAEConfig"]
 
@@ -49,7 +49,7 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 
 
 @register_prior("vae")
-class VAE(Prior):
+class VAE(StandardNormalLatent, Prior):
     """Frame-wise VAE prior.
 
     Shape:
@@ -92,18 +92,6 @@ class VAE(Prior):
         h = self.decoder_body(z.transpose(-1, -2))  # frame-wise: the mask changes nothing
         return torch.exp(self.decoder_logvar(h)).transpose(-1, -2)
 
-    def kl(self, posterior: Posterior, z: torch.Tensor | None = None) -> torch.Tensor:
-        return posterior.kl_standard_normal()
-
-    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        return -0.5 * z.square().sum(dim=-2)
-
-    def sample_latent(self, num_frames: int, batch: int = 1,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-        """``z_t ~ N(0, I)`` iid per frame: ``(batch, latent, num_frames)``."""
-        p = next(self.parameters())
-        return torch.randn(batch, self.latent_dim, num_frames, generator=generator,
-                           device=p.device, dtype=p.dtype)
 
     def encoder_parameters(self):
         """Parameters of the inference network (fine-tuned per file by VEM)."""
