@@ -22,11 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import read_manifest  # noqa: E402
+from common import read_manifest
 
-from speechvae.audio import load_audio  # noqa: E402
-from speechvae.editing import learn_subspaces, make_factor_datasets  # noqa: E402
-from speechvae.priors import load_prior  # noqa: E402
+from speechvae.audio import load_audio
+from speechvae.editing import learn_subspaces, make_factor_datasets
+from speechvae.priors import load_prior
 
 TRAIN_SPLITS = ("train", "train_extra", "train_more")
 
