@@ -232,6 +232,9 @@ def test_edit_formant_checks_its_arguments(editor):
         editor.edit_formant(x, 16000, 1, 5000.0)
     y = editor.edit_formant(x, 16000, 1, 450.0)
     assert y.shape == x.shape and np.isfinite(y).all()
+    # the source is left alone: f0 stays where it was
+    f0_out, voiced = _pyin_median(y)
+    assert voiced > 0.8 and abs(f0_out / 150.0 - 1) < 0.03
 
 
 # -- commands -------------------------------------------------------------------------

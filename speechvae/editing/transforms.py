@@ -17,10 +17,10 @@ listed below):
 4. Waveform: with Griffin–Lim (default), unvoiced frames keep the input's STFT exactly
    (magnitude and phase) and only the edited frames are iterated
    (:func:`~speechvae.vocoders.griffin_lim_known_frames`). The edited frames start from a
-   phase that suits the edit: the STFT phase of a pulse train at the target f0 for f0
-   edits (the source of the source–filter model; by default it is kept as it is,
-   ``EditConfig.excitation_iter = 0``, see there), the input's phase for formant edits (f0
-   unchanged), a random phase for whispering (no periodic source). Another vocoder
+   phase that suits the edit: the STFT phase of a pulse train (the source of the
+   source–filter model) at the target f0 for f0 edits and at the input's f0 for formant
+   edits (by default this phase is kept as it is, ``EditConfig.excitation_iter = 0``, see
+   there), a random phase for whispering (no periodic source). Another vocoder
    (WaveGlow) vocodes the whole spectrogram, with the input's power on unvoiced frames.
 
 Changes from the paper: unvoiced frames are left untouched (the authors' code edits every
@@ -66,9 +66,9 @@ class EditConfig:
 
     Attributes:
         pitch_floor, pitch_ceiling: search range of the voicing / f0 tracker (Hz).
-        griffin_lim_iter: Griffin–Lim iterations on the edited frames of formant edits and
-            whispering.
-        excitation_iter: Griffin–Lim iterations after the pulse-train start of f0 edits. The
+        griffin_lim_iter: Griffin–Lim iterations on the edited frames of whispering.
+        excitation_iter: Griffin–Lim iterations after the pulse-train start of f0 and
+            formant edits. The
             default 0 keeps the excitation's phase: the shipped prior draws the harmonic
             comb of low voices (about 100–150 Hz) blurred, and a few Griffin–Lim iterations
             then lose the pitch (measured in ``recipes/editing/README.md``).
@@ -259,10 +259,7 @@ class Editor:
             target = self._clip_to_range(a.f0 * 2.0 ** (semitones / 12.0), "f0")
         y = np.nan_to_num(target, nan=sub.label_range[0])
         z_new = sub.move(a.z, y, frames=a.voiced)
-        initial = stft(torch.from_numpy(pulse_train(target, a.waveform.size,
-                                                    self.stft_config)).to(self.device),
-                       self.stft_config)
-        return self._render(a, z_new, initial, self.config.excitation_iter)
+        return self._render(a, z_new, self._excitation(a, target), self.config.excitation_iter)
 
     def edit_formant(self, waveform: np.ndarray, sample_rate: int, formant: int,
                      target_hz: float) -> np.ndarray:
@@ -278,7 +275,7 @@ class Editor:
         sub.regression(target_hz)
         a = self.analyse(waveform, sample_rate)
         z_new = sub.move(a.z, float(target_hz), frames=a.voiced)
-        return self._render(a, z_new, a.spec)
+        return self._render(a, z_new, self._excitation(a, a.f0), self.config.excitation_iter)
 
     def whisper(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
         """Whispered speech: the f0 subspace projected out on voiced frames
@@ -300,6 +297,12 @@ class Editor:
                           f"outside the learned range {lo:.0f}–{hi:.0f} Hz; clipped",
                           AudioWarning, stacklevel=3)
         return np.where(np.isfinite(values), np.clip(values, lo, hi), np.nan)
+
+    def _excitation(self, a: Analysis, f0: np.ndarray) -> torch.Tensor:
+        """STFT of the band-limited pulse train following ``f0`` (Hz per frame, NaN
+        unvoiced): the initial phase of voiced frames."""
+        pulses = pulse_train(f0, a.waveform.size, self.stft_config)
+        return stft(torch.from_numpy(pulses).to(self.device), self.stft_config)
 
     @torch.no_grad()
     def edited_power(self, analysis: Analysis, z_new: torch.Tensor) -> torch.Tensor:
