@@ -23,22 +23,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
+from signals import speech_like  # benchmarks/signals.py (the script folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 
-
-def _speech_like(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * SR)) / SR
-    f0 = 100 + 80 * rng.random()
-    pitch = f0 * (1 + 0.1 * np.sin(2 * np.pi * (0.3 + rng.random()) * t))
-    phase = 2 * np.pi * np.cumsum(pitch) / SR
-    x = sum(np.sin(k * phase) / k for k in range(1, 20) if k * f0 < SR / 2)
-    x = x * (0.55 + 0.45 * np.sin(2 * np.pi * 4 * t))
-    x = x / np.max(np.abs(x)) + (0.1 + 0.3 * rng.random()) * rng.standard_normal(t.size)
-    return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
 
 
 def _commit() -> str:
@@ -74,7 +63,7 @@ def main() -> None:
     config = VEMConfig()
     if args.iterations is not None:
         config = dataclasses.replace(config, iterations=args.iterations)
-    signals = [_speech_like(args.seconds, i) for i in range(args.files)]
+    signals = [speech_like(args.seconds, i) for i in range(args.files)]
 
     def sync():
         if str(args.device).startswith("cuda"):

@@ -32,22 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
+from signals import speech_like  # benchmarks/signals.py (the script folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 
-
-def _speech_like(seconds: float, seed: int, noise: float) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * SR)) / SR
-    f0 = 100 + 80 * rng.random()
-    pitch = f0 * (1 + 0.1 * np.sin(2 * np.pi * (0.3 + rng.random()) * t))
-    phase = 2 * np.pi * np.cumsum(pitch) / SR
-    x = sum(np.sin(k * phase) / k for k in range(1, 20) if k * f0 < SR / 2)
-    x = x * (0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)) + noise * rng.standard_normal(t.size)
-    return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
 
 
 def _free_port() -> int:
@@ -131,13 +121,13 @@ def main() -> None:
     per_file = frames * 256 / SR / n_train
     (tmp / "train").mkdir()
     for i in range(n_train):
-        sf.write(str(tmp / "train" / f"t{i:03d}.wav"), _speech_like(per_file, i, 0.02), SR)
+        sf.write(str(tmp / "train" / f"t{i:03d}.wav"), speech_like(per_file, i, 0.02), SR)
     (tmp / "val").mkdir()
     for i in range(4):
-        sf.write(str(tmp / "val" / f"v{i}.wav"), _speech_like(5.0, 1000 + i, 0.02), SR)
+        sf.write(str(tmp / "val" / f"v{i}.wav"), speech_like(5.0, 1000 + i, 0.02), SR)
     (tmp / "noisy").mkdir()
     for i in range(a.files):
-        sf.write(str(tmp / "noisy" / f"n{i}.wav"), _speech_like(a.seconds, 2000 + i, 0.3), SR)
+        sf.write(str(tmp / "noisy" / f"n{i}.wav"), speech_like(a.seconds, 2000 + i, 0.3), SR)
     cache_dir = tmp / "cache"
     train_cache = build_cache(list_audio_files([tmp / "train"]), cache_dir, progress=False)
     build_cache(list_audio_files([tmp / "val"]), cache_dir, progress=False)

@@ -34,21 +34,12 @@ import sys
 import time
 from pathlib import Path
 
+from signals import speech_like  # benchmarks/signals.py (the script folder is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 PRIORS = ("rvae-causal", "rvae-noncausal", "dkf", "vae")
 
-
-def _speech_like(seconds: float, seed: int = 0):
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * SR)) / SR
-    pitch = 140 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))
-    phase = 2 * np.pi * np.cumsum(pitch) / SR
-    x = sum(np.sin(k * phase) / k for k in range(1, 20) if k * 140 < SR / 2)
-    x = x * (0.55 + 0.45 * np.sin(2 * np.pi * 4 * t)) + 0.3 * rng.standard_normal(t.size)
-    return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
 
 
 def _build(name: str):
@@ -90,7 +81,7 @@ def worker(a) -> None:
     from speechvae.enhancement import VEMConfig, vem
     from speechvae.stft import stft
 
-    x = _speech_like(a.seconds)
+    x = speech_like(a.seconds, 0)
     spec = stft(torch.from_numpy(x / np.max(np.abs(x))))[None].to(a.device)
 
     def timed(prior, iterations):

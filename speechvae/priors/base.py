@@ -106,6 +106,9 @@ class Prior(nn.Module):
 
     def __init__(self, config, stft_config: STFTConfig = DEFAULT_STFT):
         super().__init__()
+        n_freq = getattr(config, "n_freq", None)
+        if n_freq is not None and n_freq != stft_config.n_freq:
+            raise ValueError(f"n_freq {n_freq} != STFT bins {stft_config.n_freq}")
         self.config = config
         self.stft_config = stft_config
 

@@ -121,8 +121,6 @@ class DKF(SequentialPrior):
     def __init__(self, config: DKFConfig = DKFConfig(),
                  stft_config: STFTConfig = DEFAULT_STFT):
         super().__init__(config, stft_config)
-        if config.n_freq != stft_config.n_freq:
-            raise ValueError(f"n_freq {config.n_freq} != STFT bins {stft_config.n_freq}")
         f, lat, r, k = config.n_freq, config.latent_dim, config.rnn_dim, config.transition_dim
         # inference network
         self.encoder_dense = _linears([f, *config.encoder_dense_dims])

@@ -95,8 +95,6 @@ class RVAE(StandardNormalLatent, SequentialPrior):
     def __init__(self, config: RVAEConfig = RVAEConfig(),
                  stft_config: STFTConfig = DEFAULT_STFT):
         super().__init__(config, stft_config)
-        if config.n_freq != stft_config.n_freq:
-            raise ValueError(f"n_freq {config.n_freq} != STFT bins {stft_config.n_freq}")
         f, h, lat = config.n_freq, config.hidden_dim, config.latent_dim
         n_dir = 1 if config.causal else 2
         # encoder: recurrence(s) over the spectrogram, LSTM over the drawn latents, dense

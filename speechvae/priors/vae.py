@@ -66,8 +66,6 @@ class VAE(StandardNormalLatent, Prior):
 
     def __init__(self, config: VAEConfig = VAEConfig(), stft_config: STFTConfig = DEFAULT_STFT):
         super().__init__(config, stft_config)
-        if config.n_freq != stft_config.n_freq:
-            raise ValueError(f"n_freq {config.n_freq} != STFT bins {stft_config.n_freq}")
         dims = [config.n_freq, *config.hidden_dims]
         self.encoder_body = _mlp(dims)
         self.encoder_mean = nn.Linear(dims[-1], config.latent_dim)
