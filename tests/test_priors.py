@@ -342,3 +342,19 @@ def test_vae_depths_mirror_encoder(hidden):
     post = prior.encode(power)
     assert post.mean.shape == (2, 4, 7)
     assert prior.decode(post.mean).shape == (2, 513, 7)
+
+
+def test_importing_the_priors_flushes_subnormals_unless_asked_to_keep_them():
+    # subnormal gradients slowed LSTM training steps ~7x on x86; see flush_denormals
+    import subprocess
+    import sys
+    code = ("import torch, speechvae.priors; "
+            "print(float(torch.tensor([1e-40]) * 1.0))")
+    flushed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, env={**os.environ, "SPEECHVAE_DENORMALS": ""})
+    kept = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env={**os.environ, "SPEECHVAE_DENORMALS": "keep"})
+    if not torch.set_flush_denormal(True):  # CPU without DAZ/FTZ: nothing to test
+        pytest.skip("this CPU cannot flush subnormals")
+    assert float(flushed.stdout) == 0.0
+    assert float(kept.stdout) > 0.0

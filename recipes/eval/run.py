@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Dev-set benchmark: noisy input vs. VAE + inference algorithm(s), per input SNR and overall.
+"""Dev-set benchmark: noisy input vs. prior(s) + inference algorithm(s), per input SNR and overall.
 
 Usage:
-    python recipes/eval/run.py [--data-root ../shared/data] [--prior vae] [--threads 2]
-        [--algorithm vem] [--algorithm mcem ...] [--iterations N] [--nmf-rank K] [--lr LR]
-        [--limit N] [--json-out FILE]
+    python recipes/eval/run.py [--data-root ../shared/data] [--prior vae] [--prior PATH ...]
+        [--threads 2] [--algorithm vem] [--algorithm mcem ...] [--iterations N]
+        [--nmf-rank K] [--lr LR] [--limit N] [--json-out FILE]
 
-``--algorithm NAME`` (repeatable; default ``vem`` only) adds one table row per algorithm,
-named ``<prior>-<algorithm>`` (``vae-vem``, ``vae-mcem``, ``vae-mala``, ``vae-bando``), each
-with its own real-time factor. ``--iterations``, ``--nmf-rank``, ``--lr`` and ``--tol`` apply
-to every algorithm whose config has that field.
+``--prior`` (repeatable; default ``vae``) and ``--algorithm NAME`` (repeatable; default
+``vem`` only) add one table row per prior and algorithm, named ``<prior>-<algorithm>``
+(``vae-vem``, ``vae-mcem``, ``rvae-noncausal-vem``, ...), each with its own real-time factor.
+A prior given by path is named after the file's stem (``runs/dkf/best.pt`` -> ``best``), or
+``NAME=PATH`` names it: ``--prior dkf=runs/dkf/best.pt``. ``--iterations``, ``--nmf-rank``,
+``--lr`` and ``--tol`` apply to every algorithm whose config has that field.
 
 Renders ../shared/data/devset.csv with the corpus' own make_mixtures.py (once, into
 --work-dir), enhances every noisy file, scores noisy and enhanced against the clean reference
@@ -79,7 +81,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     ap.add_argument("--work-dir", type=Path, default=Path("runs/eval"))
-    ap.add_argument("--prior", default="vae")
+    ap.add_argument("--prior", action="append",
+                    help="shipped prior name, checkpoint path or NAME=PATH; repeatable: "
+                         "rows for each (default: vae)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--algorithm", action="append", choices=available_algorithms(),
@@ -108,14 +112,19 @@ def main():
         names = {f.name for f in dataclasses.fields(cls)}
         configs[alg] = dataclasses.replace(cls(), **{k: v for k, v in over.items()
                                                      if k in names})
-    prior = speechvae.load_prior(a.prior, device=a.device)
-    methods = {alg: f"{prior.name or 'prior'}-{alg}" for alg in algorithms}
+    priors = {}
+    for spec in dict.fromkeys(a.prior or ["vae"]):
+        name, _, path = spec.partition("=") if "=" in spec else (Path(spec).stem, "", spec)
+        priors[name] = speechvae.load_prior(path, device=a.device)
+    # method name -> (prior, algorithm)
+    methods = {f"{pn}-{alg}": (p, alg) for pn, p in priors.items() for alg in algorithms}
     rows = []
     # warm-up runs (first calls pay for lazy initialisation)
     x, sr = load_audio(dev / pairs[0]["noisy"])
-    for alg, config in configs.items():
+    for prior, alg in methods.values():
         speechvae.enhance(x[:sr], sr, prior=prior, algorithm=alg,
-                          config=dataclasses.replace(config, iterations=2), device=a.device)
+                          config=dataclasses.replace(configs[alg], iterations=2),
+                          device=a.device)
     for i, p in enumerate(pairs):
         clean, sr = load_audio(dev / p["clean"])
         noisy, _ = load_audio(dev / p["noisy"])
@@ -123,7 +132,7 @@ def main():
         for k, v in score(clean, noisy, sr).items():
             row[f"noisy/{k}"] = v
         times = []
-        for alg, method in methods.items():
+        for method, (prior, alg) in methods.items():
             t0 = time.perf_counter()
             out = speechvae.enhance(noisy, sr, prior=prior, algorithm=alg,
                                     config=configs[alg], seed=a.seed, device=a.device)
@@ -134,17 +143,18 @@ def main():
                 row[f"{method}/{k}"] = v
         rows.append(row)
         print(f"[{i + 1}/{len(pairs)}] {p['name']}: SI-SDR {row['noisy/SI-SDR']:.2f} -> "
-              + " / ".join(f"{row[f'{m}/SI-SDR']:.2f}" for m in methods.values())
+              + " / ".join(f"{row[f'{m}/SI-SDR']:.2f}" for m in methods)
               + " dB, PESQ-WB " + f"{row['noisy/PESQ-WB']:.2f} -> "
-              + " / ".join(f"{row[f'{m}/PESQ-WB']:.2f}" for m in methods.values())
+              + " / ".join(f"{row[f'{m}/PESQ-WB']:.2f}" for m in methods)
               + ", " + " / ".join(f"{dt:.2f}s" for dt in times), flush=True)
     print()
     for alg, config in configs.items():
-        print(f"{alg.upper()} config: {dataclasses.asdict(config)}; prior: {a.prior}; "
-              f"seed {a.seed}")
+        print(f"{alg.upper()} config: {dataclasses.asdict(config)}; seed {a.seed}")
+    for pn, p in priors.items():
+        print(f"prior {pn}: {p.name} {p.config}")
     print(machine_line(a.threads, a.device))
     print()
-    print(table(rows, ["noisy", *methods.values()]))
+    print(table(rows, ["noisy", *methods]))
     if a.json_out:
         first = dataclasses.asdict(configs[algorithms[0]])
         a.json_out.write_text(json.dumps(

@@ -52,6 +52,23 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "speechvae-prior"
 CHECKPOINT_VERSION = 1
+
+
+def flush_denormals() -> bool:
+    """Flush subnormal floats to zero on the CPU (``torch.set_flush_denormal``), for the
+    process, unless the environment sets ``SPEECHVAE_DENORMALS=keep``.
+
+    Called once when :mod:`speechvae.priors` is imported. Trained LSTM priors produce
+    subnormal gradients that x86 CPUs handle in microcode: one RVAE training step took 1.24 s
+    with them and 0.18 s without (1 thread, batch 32 x 50 frames; the numbers differ from the
+    kept-subnormal ones only below 1e-38). Returns whether flushing is on.
+    """
+    if os.environ.get("SPEECHVAE_DENORMALS", "").lower() == "keep":
+        return False
+    return bool(torch.set_flush_denormal(True))
+
+
+DENORMALS_FLUSHED = flush_denormals()
 _REGISTRY = ClassRegistry("prior")
 
 

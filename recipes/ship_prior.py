@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Ship a trained prior: copy its checkpoint into speechvae/pretrained/ and write its card.
 
-Usage: python recipes/vae/ship.py runs/vae/best.pt --name vae [--eval-json runs/eval/vae.json]
-           [--eval-table runs/eval/vae.md] [--log runs/vae/log.csv]
+Usage: python recipes/ship_prior.py runs/vae/best.pt --name vae
+           [--eval-table runs/eval/vae.md] [--log runs/vae/log.csv] [--note LINE ...]
 
-The card is written from facts stored in the checkpoint (data split, recipe, command, epochs,
-validation loss) and, when given, the dev-set benchmark output of recipes/eval/run.py.
+Works for every registered prior kind (VAE, RVAE causal / non-causal, DKF). The card is written
+from facts stored in the checkpoint (data split, recipe, command, epochs, validation loss) and,
+when given, the dev-set benchmark output of recipes/eval/run.py.
 """
 import argparse
 import csv
@@ -15,7 +16,49 @@ from pathlib import Path
 
 from speechvae.priors import load_checkpoint
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "speechvae" / "pretrained"
+PRETRAINED = Path(__file__).resolve().parents[1] / "speechvae" / "pretrained"
+
+
+def describe(prior) -> tuple[str, str, str]:
+    """(title, model sentence with its source, architecture) of a prior, for its card."""
+    cfg = prior.config
+    chain = " → ".join
+    if prior.name == "vae":
+        title = "frame-wise VAE speech prior"
+        model = ("Clean-speech prior for unsupervised speech enhancement (Leglaive, Girin & "
+                 "Horaud, MLSP 2018): `z_t ~ N(0, I)`, speech STFT coefficients "
+                 "`s_ft | z_t ~ N_c(0, v_f(z_t))`.")
+        arch = (f"encoder {cfg.n_freq} → {chain(map(str, cfg.hidden_dims))} (tanh) → "
+                f"{cfg.latent_dim} (mean, log-variance); decoder mirrored → {cfg.n_freq} "
+                "log-variances")
+    elif prior.name == "rvae":
+        rnn = "forward LSTM" if cfg.causal else "bidirectional LSTM"
+        title = f"{'causal' if cfg.causal else 'non-causal'} recurrent VAE speech prior"
+        model = ("Recurrent VAE prior (Leglaive, Alameda-Pineda, Girin & Horaud, ICASSP 2020): "
+                 "`z_t ~ N(0, I)` i.i.d., speech STFT coefficients `s_ft | z ~ N_c(0, v_ft)` "
+                 f"with `v_t` from a {rnn} over "
+                 + ("`z_{1:t}`." if cfg.causal else "`z_{1:T}`."))
+        arch = (f"decoder {rnn} ({cfg.hidden_dim} units per direction) over the "
+                f"{cfg.latent_dim}-dim latents → {cfg.n_freq} log-variances; encoder "
+                f"{'backward' if cfg.causal else 'bidirectional'} LSTM over the spectrogram "
+                f"+ forward LSTM ({cfg.hidden_dim}) over the drawn `z_{{1:t-1}}` → dense "
+                f"{chain(map(str, cfg.dense_dims))} (tanh) → {cfg.latent_dim} "
+                "(mean, log-variance)")
+    elif prior.name == "dkf":
+        title = "deep Kalman filter speech prior"
+        model = ("Deep Kalman filter prior (Krishnan, Shalit & Sontag, AAAI 2017, as reviewed "
+                 "by Girin et al., 2021): gated nonlinear Gaussian transition "
+                 "`p(z_t | z_{t-1})`, speech STFT coefficients `s_ft | z_t ~ N_c(0, v_f(z_t))`.")
+        arch = (f"emission MLP {cfg.latent_dim} → {chain(map(str, cfg.decoder_dims))} (tanh) "
+                f"→ {cfg.n_freq} log-variances; transition gate / proposed-mean width "
+                f"{cfg.transition_dim}; encoder dense "
+                f"{chain(map(str, cfg.encoder_dense_dims)) or '–'} → backward LSTM "
+                f"({cfg.rnn_dim}) over the spectrogram, combined with `z_{{t-1}}` → "
+                f"{chain(map(str, cfg.combiner_dims)) or '–'} → {cfg.latent_dim} "
+                "(mean, log-variance)")
+    else:
+        raise SystemExit(f"error: no card template for prior kind {prior.name!r}")
+    return title, model, arch
 
 
 def main():
@@ -41,16 +84,17 @@ def main():
     cfg = prior.config
     data = meta.get("data", {})
     tc = meta.get("train_config", {})
+    title, model, architecture = describe(prior)
+    seq = tc.get("sequence_length", 1)
+    unit = "frames" if seq == 1 else f"segments of {seq} frames"
     lines = [
-        f"# Model card: `{a.name}` (frame-wise VAE speech prior)",
+        f"# Model card: `{a.name}` ({title})",
         "",
-        ("Clean-speech prior for unsupervised speech enhancement (Leglaive, Girin & Horaud, "
-         "MLSP 2018): `z_t ~ N(0, I)`, speech STFT coefficients `s_ft | z_t ~ N_c(0, v_f(z_t))`."),
+        model,
         "",
         "| | |",
         "|---|---|",
-        (f"| architecture | encoder {cfg.n_freq} → {' → '.join(map(str, cfg.hidden_dims))} (tanh) "
-         f"→ {cfg.latent_dim} (mean, log-variance); decoder mirrored → {cfg.n_freq} log-variances |"),
+        f"| architecture | {architecture} |",
         f"| encoder input | {cfg.encoder_input} spectrogram |",
         f"| parameters | {n_params:,} |",
         (f"| STFT | {prior.stft_config.sample_rate} Hz, n_fft {prior.stft_config.n_fft}, hop "
@@ -68,8 +112,9 @@ def main():
          "speechocean762 (CC BY 4.0 per OpenSLR) |"),
         f"| recipe | `{meta.get('recipe', '?')}` at commit {meta.get('commit', '?')} |",
         f"| command | `{meta.get('command', '?')}` |",
-        (f"| optimiser | Adam, lr {tc.get('lr', '?')}, batch {tc.get('batch_size', '?')} frames, "
-         f"early stopping (patience {tc.get('patience', '?')}), seed {tc.get('seed', '?')}; "
+        (f"| optimiser | Adam, lr {tc.get('lr', '?')}, batch {tc.get('batch_size', '?')} {unit}, "
+         f"KL warm-up over {tc.get('kl_warmup_epochs', 0)} epochs, early stopping "
+         f"(patience {tc.get('patience', '?')}), seed {tc.get('seed', '?')}; "
          f"learning rate x{tc.get('lr_decay_factor', '?')} after "
          f"{tc.get('lr_decay_patience', '?')} epochs without improvement; gradient norm "
          f"clipped at {tc.get('grad_clip', '?')} (final settings; see Training history) |"),
