@@ -17,6 +17,8 @@ from speechvae.editing import (
     SourceFilterSubspaces,
     SubspaceError,
     fit_factor_subspace,
+    harmonic_comb,
+    harmonic_refinement,
     load_editor,
     piecewise_linear_fit,
     pulse_train,
@@ -112,6 +114,43 @@ def test_move_sets_the_coordinates_and_keeps_the_complement():
     removed = sub.remove(z)
     torch.testing.assert_close(sub.coordinates(removed), torch.zeros(2, 30), atol=1e-5,
                                rtol=0)
+
+
+def test_harmonic_comb_prefers_the_target_comb_to_its_sub_harmonic_and_octave():
+    f0 = torch.full((3,), 150.0)
+    comb = harmonic_comb(f0, DEFAULT_STFT)
+    fhz = torch.arange(DEFAULT_STFT.n_freq) * DEFAULT_STFT.sample_rate / DEFAULT_STFT.n_fft
+
+    def log_spectrum(pitch):  # peaks at the multiples of pitch
+        return torch.cos(2 * torch.pi * fhz / pitch)[:, None].expand(-1, 3)
+
+    on, sub, octave, flat = ((comb * x).sum(0) for x in (
+        log_spectrum(150.0), log_spectrum(75.0), log_spectrum(300.0),
+        torch.zeros(DEFAULT_STFT.n_freq, 3)))
+    assert torch.all(on > 0.3) and torch.all(sub.abs() < 0.05) and torch.all(flat == 0)
+    assert torch.all(octave < -0.3)
+
+
+def test_harmonic_refinement_raises_the_comb_score_outside_the_f0_subspace():
+    from speechvae.priors import VAE, VAEConfig
+
+    torch.manual_seed(0)
+    prior = VAE(VAEConfig(latent_dim=6)).eval()
+    U, _ = torch.linalg.qr(torch.randn(6, 2))
+    z = torch.randn(6, 12)
+    frames = torch.arange(12) % 4 != 0
+    f0 = torch.full((12,), 180.0)
+    out = harmonic_refinement(prior, z, f0, U, frames, steps=40, weight=0.01, lr=0.05)
+
+    def score(x):
+        with torch.no_grad():
+            return (harmonic_comb(f0, prior.stft_config) * prior.decode(x[None])[0].log()).sum(0)
+
+    assert torch.all(score(out)[frames] > score(z)[frames])
+    torch.testing.assert_close(U.T @ out, U.T @ z, atol=1e-5, rtol=0)  # f0 coordinates kept
+    torch.testing.assert_close(out[:, ~frames], z[:, ~frames], atol=0, rtol=0)
+    assert all(p.grad is None for p in prior.parameters())  # the prior is left alone
+    assert harmonic_refinement(prior, z, f0, U, frames, steps=0) is z
 
 
 def test_regression_refuses_values_outside_its_range():
