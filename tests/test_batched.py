@@ -19,7 +19,15 @@ from speechvae.enhancement import (
     vem,
     vem_batch,
 )
-from speechvae.priors import RVAE, VAE, RVAEConfig, VAEConfig
+from speechvae.priors import (
+    DKF,
+    RVAE,
+    VAE,
+    DKFConfig,
+    RVAEConfig,
+    VAEConfig,
+    register_prior,
+)
 from speechvae.stft import stft
 
 SR = 16000
@@ -33,6 +41,32 @@ CLOSE = {"rtol": 1e-4, "atol": 1e-6}
 def prior():
     torch.manual_seed(0)
     return VAE(VAEConfig(hidden_dims=(32,), latent_dim=4)).eval()
+
+
+# every kind of shipped prior has a batched path (small configurations)
+PRIORS = {
+    "vae": lambda: VAE(VAEConfig(hidden_dims=(32,), latent_dim=4)),
+    "rvae-causal": lambda: RVAE(RVAEConfig(latent_dim=3, hidden_dim=8, dense_dims=(8,))),
+    "rvae-noncausal": lambda: RVAE(RVAEConfig(latent_dim=3, hidden_dim=8, dense_dims=(8, 6),
+                                              causal=False)),
+    "dkf": lambda: DKF(DKFConfig(latent_dim=3, encoder_dense_dims=(16,), rnn_dim=8,
+                                 combiner_z_dims=(6,), combiner_dims=(6,),
+                                 decoder_dims=(16,), transition_dim=4)),
+}
+
+
+@pytest.fixture(scope="module", params=list(PRIORS))
+def any_prior(request):
+    torch.manual_seed(0)
+    return PRIORS[request.param]().eval()
+
+
+@register_prior("test-unbatched-vae")  # "test-": see test_dynamical_priors
+class UnbatchedVAE(VAE):
+    """A frame-wise prior with a sampler of its own: :func:`vem_batch` has no path for it."""
+
+    def sample_posterior(self, *args, **kwargs):
+        return super().sample_posterior(*args, **kwargs)
 
 
 def _mixture(seconds, seed):
@@ -73,55 +107,56 @@ def _assert_same(ref, got):
         torch.testing.assert_close(b, a, **CLOSE)
 
 
-def test_batched_vem_equals_one_by_one(prior):
+def test_batched_vem_equals_one_by_one(any_prior):
+    assert batchable_prior(any_prior)
     specs = [_spec(s, i) for i, s in enumerate([0.7, 1.3, 0.4])]
-    ref = [vem(prior, s, CONFIG, g) for s, g in zip(specs, _gens(3))]
+    ref = [vem(any_prior, s, CONFIG, g) for s, g in zip(specs, _gens(3))]
     assert len({r.iterations for r in ref}) > 1  # the stopping rule acts per file
-    batch, lengths = _pad_batch(specs)
-    got = vem_batch(prior, batch, lengths, CONFIG, _gens(3))
+    batch, lengths = _pad_batch(specs, fill=1.0)  # padding holds garbage: it must not matter
+    got = vem_batch(any_prior, batch, lengths, CONFIG, _gens(3))
     assert len(got) == 3
     for r, o in zip(ref, got):
         _assert_same(r, o)
 
 
 @pytest.mark.parametrize("gain", ["global", "none"])
-def test_batched_vem_other_gains_and_steps(prior, gain):
+def test_batched_vem_other_gains_and_steps(any_prior, gain):
     cfg = VEMConfig(iterations=4, nmf_rank=2, wiener_samples=2, gain=gain, e_steps=2,
                     m_steps=2)
     specs = [_spec(0.5, 3), _spec(0.9, 4)]
-    ref = [vem(prior, s, cfg, g) for s, g in zip(specs, _gens(2, 1))]
-    got = vem_batch(prior, *_pad_batch(specs), cfg, _gens(2, 1))
+    ref = [vem(any_prior, s, cfg, g) for s, g in zip(specs, _gens(2, 1))]
+    got = vem_batch(any_prior, *_pad_batch(specs), cfg, _gens(2, 1))
     for r, o in zip(ref, got):
         _assert_same(r, o)
 
 
-def test_padding_does_not_change_a_file(prior):
+def test_padding_does_not_change_a_file(any_prior):
     """A file with a short partner == with a long partner whose padding holds garbage."""
     cfg = VEMConfig(iterations=5, nmf_rank=3, wiener_samples=2)
     a, short, long = _spec(0.5, 0), _spec(0.6, 1), _spec(2.0, 2)
-    with_short = vem_batch(prior, *_pad_batch([a, short]), cfg, _gens(2))[0]
-    with_long = vem_batch(prior, *_pad_batch([a, long], fill=3.0), cfg, _gens(2))[0]
+    with_short = vem_batch(any_prior, *_pad_batch([a, short]), cfg, _gens(2))[0]
+    with_long = vem_batch(any_prior, *_pad_batch([a, long], fill=3.0), cfg, _gens(2))[0]
     _assert_same(with_short, with_long)
-    _assert_same(vem(prior, a, cfg, _gens(1)[0]), with_long)
+    _assert_same(vem(any_prior, a, cfg, _gens(1)[0]), with_long)
 
 
-def test_batched_vem_leaves_prior_unchanged(prior):
-    before = {k: v.clone() for k, v in prior.state_dict().items()}
-    vem_batch(prior, *_pad_batch([_spec(0.3, 0), _spec(0.5, 1)]),
+def test_batched_vem_leaves_prior_unchanged(any_prior):
+    before = {k: v.clone() for k, v in any_prior.state_dict().items()}
+    vem_batch(any_prior, *_pad_batch([_spec(0.3, 0), _spec(0.5, 1)]),
               VEMConfig(iterations=2, nmf_rank=2, wiener_samples=1), _gens(2))
-    for k, v in prior.state_dict().items():
+    for k, v in any_prior.state_dict().items():
         assert torch.equal(v, before[k]), k
-    assert all(p.grad is None for p in prior.parameters())
+    assert all(p.grad is None for p in any_prior.parameters())
 
 
 def test_unbatchable_prior_falls_back_to_one_by_one():
     torch.manual_seed(0)
-    rvae = RVAE(RVAEConfig(latent_dim=3, hidden_dim=8, dense_dims=(8,))).eval()
-    assert not batchable_prior(rvae)
+    other = UnbatchedVAE(VAEConfig(hidden_dims=(16,), latent_dim=3)).eval()
+    assert not batchable_prior(other)
     cfg = VEMConfig(iterations=2, nmf_rank=2, wiener_samples=2)
     specs = [_spec(0.3, 0), _spec(0.4, 1)]
-    ref = [vem(rvae, s, cfg, g) for s, g in zip(specs, _gens(2))]
-    got = vem_batch(rvae, *_pad_batch(specs), cfg, _gens(2))
+    ref = [vem(other, s, cfg, g) for s, g in zip(specs, _gens(2))]
+    got = vem_batch(other, *_pad_batch(specs), cfg, _gens(2))
     for r, o in zip(ref, got):
         _assert_same(r, o)
 
@@ -150,12 +185,12 @@ def test_enhance_segments_equal_enhance_segment(prior):
                          algorithm="mcem")
 
 
-def test_enhance_files_with_segments_equal_enhance_file(prior, tmp_path):
+def test_enhance_files_with_segments_equal_enhance_file(any_prior, tmp_path):
     """Long files segmented (segments of several files share batches) == one by one."""
     cfg = VEMConfig(iterations=3, nmf_rank=2, wiener_samples=2)
     seconds = [2.7, 0.5, 1.6]
     inputs = [write_wav(tmp_path / f"in{i}.wav", s, seed=i) for i, s in enumerate(seconds)]
-    kw = {"prior": prior, "config": cfg, "seed": 3, "segment_s": 1.0, "overlap_s": 0.25}
+    kw = {"prior": any_prior, "config": cfg, "seed": 3, "segment_s": 1.0, "overlap_s": 0.25}
     for i, x in enumerate(inputs):
         enhance_file(x, tmp_path / f"ref{i}.wav", noise_path=tmp_path / f"refn{i}.wav", **kw)
     jobs = [(x, tmp_path / f"out{i}.wav", tmp_path / f"outn{i}.wav")
@@ -249,8 +284,8 @@ def test_cli_batch_size_needs_batched_algorithm(tmp_path, invoke, fast, expect_e
 
 def test_cli_batch_size_unbatched_prior_warns(tmp_path, invoke):
     torch.manual_seed(0)
-    path = tmp_path / "rvae.pt"
-    RVAE(RVAEConfig(latent_dim=3, hidden_dim=8, dense_dims=(8,))).save(path)
+    path = tmp_path / "unbatched.pt"
+    UnbatchedVAE(VAEConfig(hidden_dims=(16,), latent_dim=3)).save(path)
     xs = [write_wav(tmp_path / f"a{i}.wav", 0.3, seed=i) for i in range(2)]
     with warnings.catch_warnings():
         warnings.simplefilter("always")

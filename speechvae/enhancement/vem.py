@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..priors.base import Posterior, Prior
+from ..priors.sequential import SequentialPrior
 from .algorithms import register_algorithm, register_batch_runner
 from .nmf import NMFNoise, average_wiener, init_nmf, m_step, time_major
 
@@ -229,13 +230,16 @@ def batchable_prior(prior: Prior) -> bool:
     """Whether :func:`vem_batch` runs ``prior`` as one batch (else it runs :func:`vem` file by
     file).
 
-    The batched path evaluates the encoder with a stacked set of per-file parameters
-    (``torch.func.vmap``) and decodes the padded batch; it needs posterior parameters that do
-    not depend on the draws (the base class's :meth:`~speechvae.priors.Prior.sample_posterior`)
-    and a frame-wise model (``frame_factorised``), so that padded frames cannot reach valid
-    ones. Of the shipped priors, the frame-wise VAE qualifies; the RVAE and DKF (sequential
-    encoders with their own recurrence, :mod:`speechvae.priors.recurrence`) do not yet.
+    Two kinds of priors have a batched path: frame-wise priors whose posterior parameters do
+    not depend on the draws (the base class's :meth:`~speechvae.priors.Prior.sample_posterior`
+    and ``frame_factorised``, so that padded frames cannot reach valid ones; the encoder runs
+    with a stacked set of per-file parameters under :func:`torch.func.vmap`), and sequential
+    priors (:class:`~speechvae.priors.SequentialPrior`: the RVAE and the DKF), whose
+    :meth:`~speechvae.priors.SequentialPrior.grouped_posterior` runs the per-frame loop once
+    for the whole batch with one set of encoder weights per file. All shipped priors qualify.
     """
+    if isinstance(prior, SequentialPrior):
+        return type(prior)._grouped_posterior is not SequentialPrior._grouped_posterior
     return bool(prior.frame_factorised) and \
         type(prior).sample_posterior is Prior.sample_posterior
 
@@ -274,7 +278,9 @@ def vem_batch(prior: Prior, mixture_stfts: torch.Tensor, lengths: Sequence[int],
     """Enhance a batch of mixtures of different lengths with VEM, each as :func:`vem` alone.
 
     Every mixture keeps its own fine-tuned copy of the encoder (the copies are stacked on a
-    leading batch axis and evaluated with :func:`torch.func.vmap`; one :class:`Adam` over the
+    leading batch axis and evaluated with :func:`torch.func.vmap` for a frame-wise prior, or
+    with :meth:`~speechvae.priors.SequentialPrior.grouped_posterior` for a sequential one,
+    whose decoder then gets the padding mask; one :class:`Adam` over the
     stacked parameters equals one optimiser per file, Adam being element-wise and the
     objective a sum of per-file objectives), its own NMF model and gain, its own random
     generator (each file's noise is drawn from it with the shapes :func:`vem` uses, so the
@@ -347,18 +353,29 @@ def vem_batch(prior: Prior, mixture_stfts: torch.Tensor, lengths: Sequence[int],
     for p in local.parameters():
         p.requires_grad_(False)
     enc_ids = {id(p) for p in local.encoder_parameters()}
-    stacked = {f"prior.{name}": p.detach().unsqueeze(0).repeat(n_files, *([1] * p.dim()))
+    stacked = {name: p.detach().unsqueeze(0).repeat(n_files, *([1] * p.dim()))
                .requires_grad_(True)
                for name, p in local.named_parameters() if id(p) in enc_ids}
-    encoder = _Encoder(local)
-
-    def encode_one(params, p):  # p (F, T) -> mean, logvar (L, T)
-        mean, logvar = torch.func.functional_call(encoder, params, (p[None],))
-        return mean[0], logvar[0]
-
-    encode = torch.func.vmap(encode_one)  # (B, F, T) -> (B, L, T) twice
-    opt = Adam(list(stacked.values()), lr=config.lr)
     latent = local.latent_dim
+    sequential = isinstance(local, SequentialPrior)
+    if not sequential:
+        encoder = _Encoder(local)
+
+        def encode_one(params, p):  # p (F, T) -> mean, logvar (L, T)
+            mean, logvar = torch.func.functional_call(encoder, params, (p[None],))
+            return mean[0], logvar[0]
+
+        encode = torch.func.vmap(encode_one)  # (B, F, T) -> (B, L, T) twice
+        wrapped = {f"prior.{name}": p for name, p in stacked.items()}
+
+    def posterior(eps):  # eps (R, B, L, T) -> z, Posterior, each (R, B, L, T) or (B, L, T)
+        if sequential:
+            z, mean, logvar = local.grouped_posterior(stacked, power, eps, lengths)
+            return z, Posterior(mean, logvar)
+        mean, logvar = encode(wrapped, power)
+        return mean + torch.exp(0.5 * logvar) * eps, Posterior(mean, logvar)
+
+    opt = Adam(list(stacked.values()), lr=config.lr)
 
     # each file's NMF initialised alone with its generator, as vem does, then padded
     inits = []
@@ -378,12 +395,11 @@ def vem_batch(prior: Prior, mixture_stfts: torch.Tensor, lengths: Sequence[int],
     for it in range(1, config.iterations + 1):
         act = torch.tensor(active, device=dev)
         for _ in range(config.e_steps):
-            mean, logvar = encode(stacked, power)  # (B, L, T)
             eps = _draw_padded(generators, active, (samples, 1, latent), lengths, n_frames,
-                               mean, dim=1)  # (R, B, L, T)
-            z = mean + torch.exp(0.5 * logvar) * eps
-            vs = local.decode(z)  # (R, B, F, T)
-            kl_frames = local.kl(Posterior(mean, logvar), z)  # (B, T) or (R, B, T)
+                               power, dim=1)  # (R, B, L, T)
+            z, post = posterior(eps)
+            vs = local.decode(z, mask=mask)  # (R, B, F, T)
+            kl_frames = local.kl(post, z)  # (B, T) or (R, B, T)
             per_frame = kl_frames.numel() // (n_files * n_frames)
             kl = (kl_frames * mask).reshape(-1, n_files, n_frames).sum(dim=(0, 2)) / per_frame
             with torch.no_grad():  # the closed-form gradient of vem, masked
@@ -431,15 +447,21 @@ def vem_batch(prior: Prior, mixture_stfts: torch.Tensor, lengths: Sequence[int],
         if not any(active):
             break
     with torch.no_grad():
-        mean, logvar = encode(stacked, power)
-        std = torch.exp(0.5 * logvar)
         everyone = [True] * n_files
+        if sequential:  # as vem: every Wiener draw of a file in one pass over the frames
+            eps = _draw_padded(generators, everyone, (config.wiener_samples, 1, latent),
+                               lengths, n_frames, power, dim=1)
+            draws = posterior(eps)[0].unbind(0)
+        else:  # as vem: one draw per Wiener sample and file, in vem's order
+            mean, logvar = encode(wrapped, power)
+            std = torch.exp(0.5 * logvar)
+            draws = (mean + std * _draw_padded(generators, everyone, (1, latent), lengths,
+                                               n_frames, mean, dim=0)
+                     for _ in range(config.wiener_samples))
 
-        def speech_vars():  # one draw per Wiener sample and file, in vem's order
-            for _ in range(config.wiener_samples):
-                eps = _draw_padded(generators, everyone, (1, latent), lengths, n_frames, mean,
-                                   dim=0)  # (B, L, T)
-                yield nmf.g * local.decode(mean + std * eps)
+        def speech_vars():  # decoded one at a time
+            for z in draws:
+                yield nmf.g * local.decode(z, mask=mask)
 
         speech, noise = average_wiener(mixture, nmf.noise_variance(), speech_vars())
     return [VEMResult(speech[b:b + 1, :, :n], noise[b:b + 1, :, :n],

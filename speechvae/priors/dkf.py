@@ -168,6 +168,27 @@ class DKF(SequentialPrior):
                 (self.encoder_logvar.weight, self.encoder_logvar.bias))
         return tuple(self._from_time_major(v, draws) for v in (z, mean, logvar))
 
+    def _grouped_posterior(self, params, power, eps, lengths):
+        def layers(name, count):
+            return [(params[f"{name}.{i}.weight"], params[f"{name}.{i}.bias"])
+                    for i in range(count)]
+
+        def features(p, pw):  # half the backward recurrence over the spectrogram
+            x = self.encoder_features(pw).permute(2, 0, 1)  # (T, 1, F)
+            for i in range(len(self.encoder_dense)):
+                x = torch.tanh(F.linear(x, p(f"encoder_dense.{i}.weight"),
+                                        p(f"encoder_dense.{i}.bias")))
+            back = self._call(self.encoder_rnn, "encoder_rnn.", p, x.flip(0))[0]
+            return 0.5 * back.flip(0)
+
+        a = self._per_file(params, power, lengths, features)  # (T, B, R)
+        a = a.unsqueeze(2).expand(-1, -1, eps.shape[2], -1)
+        return markov_posterior(
+            a, eps, layers("encoder_z", len(self.encoder_z)),
+            layers("encoder_combiner", len(self.encoder_combiner)),
+            (params["encoder_mean.weight"], params["encoder_mean.bias"]),
+            (params["encoder_logvar.weight"], params["encoder_logvar.bias"]))
+
     def _reference_recurrence(self, gs: torch.Tensor, eps: torch.Tensor
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The combiner loop written plainly (modules stepped in Python under autograd):

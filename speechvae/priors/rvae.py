@@ -149,6 +149,30 @@ class RVAE(StandardNormalLatent, SequentialPrior):
                 (self.encoder_logvar.weight, self.encoder_logvar.bias))
         return tuple(self._from_time_major(x, draws) for x in (z, mean, logvar))
 
+    def _grouped_posterior(self, params, power, eps, lengths):
+        n_s = self.config.hidden_dim * (1 if self.config.causal else 2)
+
+        def features(p, pw):  # the spectrogram part of the first combining layer
+            x = self.encoder_features(pw).permute(2, 0, 1)  # (T, 1, F)
+            back = self._call(self.encoder_s_backward, "encoder_s_backward.", p,
+                              x.flip(0))[0].flip(0)
+            if self.encoder_s_forward is not None:
+                fwd = self._call(self.encoder_s_forward, "encoder_s_forward.", p, x)[0]
+                back = torch.cat([fwd, back], -1)
+            return F.linear(back, p("encoder_dense.0.weight")[:, :n_s],
+                            p("encoder_dense.0.bias"))
+
+        a = self._per_file(params, power, lengths, features)  # (T, B, D1)
+        a = a.unsqueeze(2).expand(-1, -1, eps.shape[2], -1)  # (T, B, R, D1)
+        dense = [(params[f"encoder_dense.{i}.weight"], params[f"encoder_dense.{i}.bias"])
+                 for i in range(1, len(self.encoder_dense))]
+        return lstm_posterior(
+            a, eps, params["encoder_z_cell.weight_ih"], params["encoder_z_cell.weight_hh"],
+            params["encoder_z_cell.bias_ih"], params["encoder_z_cell.bias_hh"],
+            params["encoder_dense.0.weight"][..., n_s:], dense,
+            (params["encoder_mean.weight"], params["encoder_mean.bias"]),
+            (params["encoder_logvar.weight"], params["encoder_logvar.bias"]))
+
     def _reference_recurrence(self, gs: torch.Tensor, eps: torch.Tensor
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The encoder loop written plainly (``nn.LSTMCell`` and ``nn.Linear`` stepped in

@@ -9,6 +9,8 @@ handles padding masks and the choice between the fast and the reference recurren
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from .base import EPS, Posterior, Prior
@@ -144,6 +146,75 @@ class SequentialPrior(Prior):
                    lengths: torch.Tensor | None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def grouped_posterior(self, params: dict[str, torch.Tensor], power: torch.Tensor,
+                          eps: torch.Tensor, lengths: Sequence[int]
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Posterior draws for a batch of files, each with its own encoder parameters.
+
+        File ``b`` uses ``params[name][b]`` for every encoder parameter ``name`` (as in
+        :meth:`named_parameters`; batched VEM fine-tunes one copy of the encoder per file).
+        The recurrences over the spectrogram run file by file on each file's valid frames
+        (one fused call each); the sequential loop over the drawn latents runs once for the
+        whole batch (grouped :mod:`~speechvae.priors.recurrence`). Frames past a file's
+        length get values that depend on valid frames only and must be masked by the caller.
+        Equal, per file, to :meth:`sample_posterior`'s draws for the same ``eps`` with that
+        file's parameters, to float rounding.
+
+        Args:
+            params: encoder parameters stacked on a leading batch axis, ``(batch, ...)``
+                each (differentiable: gradients flow to them).
+            power: power spectrogram ``(batch, freq, time)``, right-padded.
+            eps: standard normal noise ``(draws, batch, latent, time)`` (zero past each
+                file's length).
+            lengths: valid frames per file, ``batch`` ints in ``[1, time]``.
+
+        Returns:
+            ``(z, mean, logvar)``, each ``(draws, batch, latent, time)``.
+
+        Raises:
+            ValueError: a missing encoder parameter, or shapes that do not agree.
+        """
+        self._check_power(power)
+        n_files, _, n_frames = power.shape
+        lengths = [int(n) for n in lengths]
+        if eps.dim() != 4 or eps.shape[1:] != (n_files, self.latent_dim, n_frames):
+            raise ValueError(f"eps must have shape (draws, {n_files}, {self.latent_dim}, "
+                             f"{n_frames}), got {tuple(eps.shape)}")
+        if len(lengths) != n_files or not all(1 <= n <= n_frames for n in lengths):
+            raise ValueError(f"lengths must be {n_files} frame counts in [1, {n_frames}], "
+                             f"got {lengths}")
+        names = {n for n, p in self.named_parameters()
+                 if any(p is q for q in self.encoder_parameters())}
+        if not names <= params.keys():
+            raise ValueError(f"params lacks encoder parameters {sorted(names - params.keys())}")
+        z, mean, logvar = self._grouped_posterior(params, power, eps.permute(3, 1, 0, 2),
+                                                  lengths)
+        return tuple(x.permute(2, 1, 3, 0) for x in (z, mean, logvar))
+
+    def _grouped_posterior(self, params: dict[str, torch.Tensor], power: torch.Tensor,
+                           eps: torch.Tensor, lengths: list[int]
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``eps (time, batch, draws, latent)`` -> ``(z, mean, logvar)`` of that shape."""
+        raise NotImplementedError
+
+    def _per_file(self, params: dict[str, torch.Tensor], power: torch.Tensor,
+                  lengths: list[int], features) -> torch.Tensor:
+        """``features(p, power_b)`` for each file ``b`` on its valid frames, with ``p(name)``
+        its parameter ``name``, a ``(length_b, 1, D)`` result each; zero-padded and stacked:
+        ``(time, batch, D)``."""
+        n_frames = power.shape[-1]
+        parts = []
+        for b, n in enumerate(lengths):
+            out = features(lambda name, b=b: params[name][b], power[b:b + 1, :, :n])
+            parts.append(torch.nn.functional.pad(out, (0, 0, 0, 0, 0, n_frames - n)))
+        return torch.cat(parts, 1)
+
+    @staticmethod
+    def _call(module: torch.nn.Module, prefix: str, param, *args):
+        """``module(*args)`` with each parameter ``prefix + name`` taken from ``param``."""
+        return torch.func.functional_call(
+            module, {n: param(prefix + n) for n, _ in module.named_parameters()}, args)
 
     @staticmethod
     def _to_time_major(eps: torch.Tensor) -> torch.Tensor:
