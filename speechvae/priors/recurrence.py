@@ -109,9 +109,20 @@ def _addmm(b: Tensor, x: Tensor, w_t: Tensor) -> Tensor:
     return torch.addmm(b, x, w_t) if w_t.dim() == 2 else torch.baddbmm(b, x, w_t)
 
 
+def _all_frames(x: Tensor, w: Tensor) -> Tensor:
+    """``x @ w`` over all frames: ``(time, draws, in) @ (in, out)``, or per group
+    ``(time, groups, draws, in) @ (groups, in, out)`` as one product per group (a broadcast
+    :func:`torch.matmul` would make ``time * groups`` tiny products)."""
+    if w.dim() == 2:
+        return torch.matmul(x, w)
+    n_frames, groups, n, _ = x.shape
+    y = torch.bmm(x.transpose(0, 1).reshape(groups, n_frames * n, -1), w)
+    return y.reshape(groups, n_frames, n, -1).transpose(0, 1)
+
+
 def _linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     """``x @ w^T + b`` over all frames: ``x (time, [groups,] draws, in)``."""
-    return torch.matmul(x, w.mT) + b
+    return _all_frames(x, w.mT) + b
 
 
 def _bias(b: Tensor, grouped: bool) -> Tensor:
@@ -215,7 +226,7 @@ class _LSTMPosteriorFunction(torch.autograd.Function):
         # -- every activation at once, from the stored latents and states
         zero = h.new_zeros((1, *batch, hid))
         h_all = torch.cat([zero, h], 0)  # state of each frame (frame 0: zero)
-        gates = (torch.matmul(z[:-1], w_ih.mT) + torch.matmul(h_all[:-1], w_hh.mT)
+        gates = (_all_frames(z[:-1], w_ih.mT) + _all_frames(h_all[:-1], w_hh.mT)
                  + (b_ih + b_hh))
         gi, gf, gg, go = gates.chunk(4, -1)
         gi, gf, go, gg = torch.sigmoid(gi), torch.sigmoid(gf), torch.sigmoid(go), torch.tanh(gg)
@@ -226,7 +237,7 @@ class _LSTMPosteriorFunction(torch.autograd.Function):
                          tc * go * (1 - go)], -1).unbind(0)
         p_l = (go * (1 - tc.square())).unbind(0)  # d c / d h through h = o tanh(c)
         f_l = gf.unbind(0)
-        acts = [torch.tanh(a + torch.matmul(h_all, w_dz.mT))]
+        acts = [torch.tanh(a + _all_frames(h_all, w_dz.mT))]
         for w, b in zip(dense_w, dense_b):
             acts.append(torch.tanh(_linear(acts[-1], w, b)))
         slopes = [(1 - x.square()).unbind(0) for x in acts]
@@ -235,8 +246,8 @@ class _LSTMPosteriorFunction(torch.autograd.Function):
         # gradient at the last combining layer from the loss's direct gradients (all frames);
         # the part through the recurrence, dz_t = d loss / d z_t via frame t + 1, is added in
         # the loop: dz @ w_m (as dgates @ (w_ih @ w_m), one product) + (dz * se) @ w_hl
-        g_last = (torch.matmul(grad_out, w_out) + torch.matmul(grad_z, w_m)
-                  + torch.matmul(grad_z * se, w_hl)).unbind(0)
+        g_last = (_all_frames(grad_out, w_out) + _all_frames(grad_z, w_m)
+                  + _all_frames(grad_z * se, w_hl)).unbind(0)
         se_l = se.unbind(0)
         d_last = w_out.shape[-1]
         w_back = torch.cat([w_ih, w_hh, torch.matmul(w_ih, w_m)], -1)  # (4H, L + H + D_last)
@@ -399,7 +410,7 @@ class _MarkovPosteriorFunction(torch.autograd.Function):
         g_slopes = [(1 - v.square()).unbind(0) for v in g_acts]
         se = torch.exp(out[..., lat:]) * eps
         w_m, w_hl = w_out[..., :lat, :], w_out[..., lat:, :]
-        g_last = torch.matmul(grad_out, w_out).unbind(0)
+        g_last = _all_frames(grad_out, w_out).unbind(0)
         se_l, gz_l = se.unbind(0), grad_z.unbind(0)
         # -- the reverse loop
         gzs, gas = [], []
