@@ -174,6 +174,11 @@ class SequentialPrior(Prior):
 
         Raises:
             ValueError: a missing encoder parameter, or shapes that do not agree.
+
+        References:
+            The encoders of Leglaive et al., ICASSP 2020 (RVAE) and Krishnan et al., AAAI 2017
+            (DKF); per-file fine-tuning as in VEM (Leglaive et al. 2020; Bie et al., TASLP
+            2022).
         """
         self._check_power(power)
         n_files, _, n_frames = power.shape
@@ -184,8 +189,8 @@ class SequentialPrior(Prior):
         if len(lengths) != n_files or not all(1 <= n <= n_frames for n in lengths):
             raise ValueError(f"lengths must be {n_files} frame counts in [1, {n_frames}], "
                              f"got {lengths}")
-        names = {n for n, p in self.named_parameters()
-                 if any(p is q for q in self.encoder_parameters())}
+        encoder = {id(p) for p in self.encoder_parameters()}
+        names = {n for n, p in self.named_parameters() if id(p) in encoder}
         if not names <= params.keys():
             raise ValueError(f"params lacks encoder parameters {sorted(names - params.keys())}")
         z, mean, logvar = self._grouped_posterior(params, power, eps.permute(3, 1, 0, 2),
