@@ -2,11 +2,13 @@
 """Train a prior on the ../shared/data speech corpus from a recipe YAML.
 
 Usage: python recipes/train_prior.py recipes/vae/conf.yaml --out runs/vae [--data-root DIR]
-       [--device cpu|cuda] [--threads N] [--epochs N] [--max-files N]
+       [--device cpu|cuda] [--threads N] [--epochs N] [--max-files N] [--init PRIOR]
 
 Multi-process: torchrun --nproc-per-node N recipes/train_prior.py ... (one GPU per process
 with --device cuda; see docs/distributed.md). Runs resume: start the same command again after
-an interruption. The best checkpoint is
+an interruption. ``--init PRIOR`` (a shipped prior's name or a checkpoint path) warm-starts a
+new run from those weights (same prior class and config; ignored when the run resumes from its
+own last.pt), so a lost runs/ folder costs only the optimiser state. The best checkpoint is
 runs/<name>/best.pt; copy it to speechvae/pretrained/ to ship it.
 """
 from __future__ import annotations
@@ -41,6 +43,10 @@ def main():
     ap.add_argument("--max-files", type=int, default=None,
                     help="use only the first N training files (and N/10 validation files, at "
                          "least 1): a quick check of a recipe, not a training")
+    ap.add_argument("--init", default=None, metavar="PRIOR",
+                    help="warm-start a new run from these weights (shipped name or checkpoint "
+                         "path; same prior class and config); a run that resumes from its "
+                         "last.pt ignores it")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     launch = D.init_distributed(a.device)  # no-op unless started by torchrun
@@ -70,6 +76,19 @@ def main():
              for k, v in conf["prior"].get("config", {}).items()}
     torch.manual_seed(train_config.seed)
     prior = cls(cls.config_class(**pconf))
+    init_info = {"init": a.init} if a.init is not None else None
+    if a.init is not None and not (a.out / "last.pt").exists():
+        from speechvae import load_prior
+
+        start = load_prior(a.init)
+        if start.name != prior.name or start.config != prior.config:
+            sys.exit(f"error: --init {a.init}: a {start.name} prior with another config than "
+                     f"{a.config} ({start.config} vs {prior.config})")
+        prior.load_state_dict(start.state_dict())
+        init_info = {"init": a.init, "init_metadata": {
+            k: v for k, v in getattr(start, "metadata", {}).items()
+            if k in ("epochs_trained", "best_epoch", "val_loss_per_frame", "commit", "recipe")}}
+        say(f"warm start from {a.init}")
     try:
         # outside a git checkout: empty commit, not an error
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -79,6 +98,8 @@ def main():
     meta = {"data": split_info, "recipe": str(a.config), "commit": commit,
             "train_frames": train.num_frames, "val_frames": val.num_frames,
             "command": " ".join(["python"] + sys.argv), "world_size": launch.world_size}
+    if init_info is not None:
+        meta.update(init_info)
     summary = train_prior(prior, train, val, train_config, a.out, device=a.device,
                           metadata=meta)
     summary["train_config"] = dataclasses.asdict(train_config)

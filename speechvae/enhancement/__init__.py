@@ -8,6 +8,7 @@ command line pick one with ``algorithm=NAME`` / ``--algorithm NAME``.
 """
 from .algorithms import (
     Algorithm,
+    algorithm_for_config,
     available_algorithms,
     get_algorithm,
     register_algorithm,
@@ -29,6 +30,7 @@ from .vem import VEMConfig, VEMResult, batchable_prior, vem, vem_batch
 
 __all__ = [
     "Algorithm",
+    "algorithm_for_config",
     "BandoConfig",
     "ChainState",
     "EnhanceResult",

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-__all__ = ["Algorithm", "available_algorithms", "get_algorithm", "register_algorithm",
+__all__ = ["Algorithm", "algorithm_for_config", "available_algorithms", "get_algorithm",
+           "register_algorithm",
            "register_batch_runner"]
 
 
@@ -141,3 +142,17 @@ def get_algorithm(name: str) -> Algorithm:
 def available_algorithms() -> list[str]:
     """Names of the registered algorithms, sorted."""
     return sorted(_REGISTRY)
+
+
+def algorithm_for_config(config) -> Algorithm:
+    """The registered algorithm whose config class ``config`` is an instance of: the config
+    object alone says which algorithm runs.
+
+    Raises:
+        TypeError: no registered algorithm takes a config of this type.
+    """
+    for alg in _REGISTRY.values():
+        if type(config) is alg.config_class:
+            return alg
+    raise TypeError(f"no registered algorithm takes a {type(config).__name__}; registered: "
+                    f"{', '.join(f'{a.name} ({a.config_class.__name__})' for a in _REGISTRY.values())}")
