@@ -1,9 +1,10 @@
 """Clean-speech priors: registry, checkpoints and the registered models.
 
 Registered: ``"vae"`` (frame-wise, :class:`VAE`), ``"rvae"`` (recurrent VAE, causal or
-non-causal after ``RVAEConfig.causal``, :class:`RVAE`) and ``"dkf"`` (deep Kalman filter,
-:class:`DKF`). The dynamical ones share :class:`SequentialPrior` (sequential posterior draws,
-fast recurrence in :mod:`speechvae.priors.recurrence`).
+non-causal after ``RVAEConfig.causal``, :class:`RVAE`), ``"dkf"`` (deep Kalman filter,
+:class:`DKF`) and ``"tcvae"`` (temporal-convolutional VAE, :class:`TCVAE`: dynamical, with no
+per-frame loop). The RVAE and the DKF share :class:`SequentialPrior` (sequential posterior
+draws, fast recurrence in :mod:`speechvae.priors.recurrence`).
 """
 from .base import (
     CheckpointError,
@@ -20,6 +21,7 @@ from .base import (
 from .dkf import DKF, DKFConfig
 from .rvae import RVAE, RVAEConfig
 from .sequential import SequentialPrior
+from .tcvae import TCVAE, TCVAEConfig
 from .vae import VAE, VAEConfig
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "Prior",
     "RVAEConfig",
     "SequentialPrior",
+    "TCVAE",
+    "TCVAEConfig",
     "VAEConfig",
     "available_priors",
     "get_prior_class",
