@@ -51,11 +51,13 @@ __all__ = [
 def load_prior(name_or_path: str = "vae", device="cpu") -> Prior:
     """Load a shipped pretrained prior by name (``"vae"``; ``"rvae-causal"`` and
     ``"rvae-noncausal"`` once shipped, both of the registered class ``"rvae"``, told apart by
-    the config stored in the checkpoint) or any checkpoint by path.
+    the config stored in the checkpoint), any checkpoint by path, or a DVAE_SE model folder
+    (``config.ini`` + state dict, the published priors of Bie et al., TASLP 2022; see
+    :func:`speechvae.priors.peer.load_dvae_se`).
 
     Raises:
-        CheckpointError: unknown name, missing file, or a checkpoint refused by the
-            restricted loader.
+        CheckpointError: unknown name, missing file, a checkpoint refused by the
+            restricted loader, or a folder that is not a mappable DVAE_SE model.
     """
     from pathlib import Path
 
@@ -68,5 +70,9 @@ def load_prior(name_or_path: str = "vae", device="cpu") -> Prior:
         shipped = ", ".join(shipped_priors()) or "none installed"
         raise CheckpointError(f"{name_or_path}: neither a shipped prior ({shipped}) nor a "
                               "checkpoint file")
+    if p.is_dir():
+        from .peer import load_dvae_se
+
+        return load_dvae_se(p, device=device)
     prior = load_checkpoint(p, map_location="cpu")
     return prior.to(device)

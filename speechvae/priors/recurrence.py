@@ -161,29 +161,33 @@ def _lstm_step(z: Tensor, h: Tensor, c: Tensor, cell: list[Tensor]) -> tuple[Ten
 
 def _lstm_forward(a: Tensor, eps: Tensor, cell: list[Tensor], w_dz_t: Tensor,
                   dense_w_t: list[Tensor], dense_b: list[Tensor], w_out_t: Tensor,
-                  b_out: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                  b_out: Tensor, first_tanh: bool = True, initial_step: bool = False
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The RVAE encoder loop, without autograd (model: :func:`lstm_posterior`).
 
     ``a (T, *batch, D1)`` with ``batch = (N,)``, or ``(G, N)`` when grouped (weights then
     ``(G, in, out)``, biases ``(G, 1, out)``; ``cell`` as :func:`_lstm_step`).
 
     Returns ``z (T, *batch, L)``, ``out (T, *batch, 2L)`` (mean and half log-variance) and
-    the z-LSTM states ``h, c`` after each step (frames ``1..T-1``: ``(T-1, *batch, H)`` each).
+    the z-LSTM states ``h, c`` after each step (frames ``1..T-1``: ``(T-1, *batch, H)`` each;
+    with ``initial_step``, frames ``0..T-1``: ``(T, *batch, H)``).
     """
     n_frames, batch = a.shape[0], a.shape[1:-1]
     hid, lat = w_dz_t.shape[-2], eps.shape[-1]
+    act = torch.tanh if first_tanh else (lambda x: x)
     zs, outs, hs, cs = [], [], [], []
     with _loop_mode(a.device):  # results stacked outside
         a_l, e_l = a.unbind(0), eps.unbind(0)
         h = c = a.new_zeros((*batch, hid))
-        z = a.new_zeros((*batch, lat))  # (z_0 = 0 is never fed: frame 0 has no LSTM step)
-        d = torch.tanh(a_l[0])  # frame 0: no past latent, zero z-LSTM state
+        z = a.new_zeros((*batch, lat))  # z_0 = 0, fed only with initial_step
         for t in range(n_frames):
-            if t > 0:
+            if t > 0 or initial_step:
                 h, c = _lstm_step(z, h, c, cell)
-                d = torch.tanh(_addmm(a_l[t], h, w_dz_t))
+                d = act(_addmm(a_l[t], h, w_dz_t))
                 hs.append(h)
                 cs.append(c)
+            else:  # frame 0 without initial step: no past latent, zero z-LSTM state
+                d = act(a_l[0])
             for w, b in zip(dense_w_t, dense_b):
                 d = torch.tanh(_addmm(b, d, w))
             out = _addmm(b_out, d, w_out_t)
@@ -206,11 +210,12 @@ class _LSTMPosteriorFunction(torch.autograd.Function):
     """Autograd wrapper of :func:`_lstm_forward` with backpropagation through time."""
 
     @staticmethod
-    def forward(ctx, a, eps, w_ih, w_hh, b_ih, b_hh, w_dz, w_out, b_out, *dense):
+    def forward(ctx, a, eps, flags, w_ih, w_hh, b_ih, b_hh, w_dz, w_out, b_out, *dense):
         dense_w = list(dense[0::2])
         z, out, h, c = _lstm_forward(a, eps, _lstm_cell_args(w_ih, w_hh, b_ih, b_hh), w_dz.mT,
                                      [w.mT for w in dense_w], list(dense[1::2]), w_out.mT,
-                                     b_out)
+                                     b_out, *flags)
+        ctx.flags = flags
         ctx.save_for_backward(a, eps, z, out, h, c, w_ih, w_hh, b_ih, b_hh, w_dz, w_out,
                               *dense)
         return z, out
@@ -223,11 +228,17 @@ class _LSTMPosteriorFunction(torch.autograd.Function):
         grouped = w_hh.dim() == 3
         n_frames, batch, lat = z.shape[0], z.shape[1:-1], z.shape[-1]
         hid = w_hh.shape[-1]
+        first_tanh, initial_step = ctx.flags
         # -- every activation at once, from the stored latents and states
         zero = h.new_zeros((1, *batch, hid))
-        h_all = torch.cat([zero, h], 0)  # state of each frame (frame 0: zero)
-        gates = (_all_frames(z[:-1], w_ih.mT) + _all_frames(h_all[:-1], w_hh.mT)
-                 + (b_ih + b_hh))
+        if initial_step:  # a step on z_0 = 0 from the zero state before frame 0
+            h_all = h  # state of each frame
+            h_in = torch.cat([zero, h[:-1]], 0)  # state entering each step
+            z_in = torch.cat([z.new_zeros((1, *batch, lat)), z[:-1]], 0)
+        else:
+            h_all = torch.cat([zero, h], 0)  # state of each frame (frame 0: zero)
+            h_in, z_in = h_all[:-1], z[:-1]
+        gates = _all_frames(z_in, w_ih.mT) + _all_frames(h_in, w_hh.mT) + (b_ih + b_hh)
         gi, gf, gg, go = gates.chunk(4, -1)
         gi, gf, go, gg = torch.sigmoid(gi), torch.sigmoid(gf), torch.sigmoid(go), torch.tanh(gg)
         tc = torch.tanh(c)
@@ -237,10 +248,14 @@ class _LSTMPosteriorFunction(torch.autograd.Function):
                          tc * go * (1 - go)], -1).unbind(0)
         p_l = (go * (1 - tc.square())).unbind(0)  # d c / d h through h = o tanh(c)
         f_l = gf.unbind(0)
-        acts = [torch.tanh(a + _all_frames(h_all, w_dz.mT))]
+        acts = [a + _all_frames(h_all, w_dz.mT)]
+        if first_tanh:
+            acts[0] = torch.tanh(acts[0])
         for w, b in zip(dense_w, dense_b):
             acts.append(torch.tanh(_linear(acts[-1], w, b)))
         slopes = [(1 - x.square()).unbind(0) for x in acts]
+        if not first_tanh:
+            slopes[0] = torch.ones_like(acts[0]).unbind(0)
         se = torch.exp(out[..., lat:]) * eps  # d z / d half_logvar
         w_m, w_hl = w_out[..., :lat, :], w_out[..., lat:, :]
         # gradient at the last combining layer from the loss's direct gradients (all frames);
@@ -270,12 +285,13 @@ class _LSTMPosteriorFunction(torch.autograd.Function):
                     gd = _mm(gpre, dense_w[j])
                 ga = gd * slopes[0][t]
                 gas.append(ga)
-                if t > 0:
+                k = t if initial_step else t - 1  # the z-LSTM step giving frame t's state
+                if k >= 0:
                     gh = _addmm(gh_next, ga, w_dz)
-                    gc = torch.addcmul(gc_next, gh, p_l[t - 1])
-                    dgates = torch.cat([gc, gc, gc, gh], -1) * r_l[t - 1]
+                    gc = torch.addcmul(gc_next, gh, p_l[k])
+                    dgates = torch.cat([gc, gc, gc, gh], -1) * r_l[k]
                     ggates.append(dgates)
-                    gc_next = gc * f_l[t - 1]
+                    gc_next = gc * f_l[k]
                     dz, gh_next, dzm = _mm(dgates, w_back).split([lat, hid, d_last], -1)
         # -- weight gradients, one product each over all frames (of each group)
         gz_all = grad_z + torch.stack(dzs[::-1])
@@ -283,20 +299,22 @@ class _LSTMPosteriorFunction(torch.autograd.Function):
         g_a = torch.stack(gas[::-1])
         g_gates = (torch.stack(ggates[::-1]) if ggates
                    else z.new_zeros((0, *batch, 4 * hid)))
-        g_w_ih, g_b = _linear_grads(g_gates, z[:-1], grouped)
-        g_w_hh = _linear_grads(g_gates, h_all[:-1], grouped)[0]
+        g_w_ih, g_b = _linear_grads(g_gates, z_in, grouped)
+        g_w_hh = _linear_grads(g_gates, h_in, grouped)[0]
         g_dense = []
         for j in range(len(dense_w)):
             g_dense += _linear_grads(torch.stack(gpres[j][::-1]), acts[j], grouped)
         g_w_out, g_b_out = _linear_grads(g_out, acts[-1], grouped)
         g_w_dz = _linear_grads(g_a, h_all, grouped)[0]
-        return (g_a, None, g_w_ih, g_w_hh, g_b, g_b.clone(), g_w_dz, g_w_out, g_b_out, *g_dense)
+        return (g_a, None, None, g_w_ih, g_w_hh, g_b, g_b.clone(), g_w_dz, g_w_out, g_b_out,
+                *g_dense)
 
 
 def lstm_posterior(a: Tensor, eps: Tensor, weight_ih: Tensor, weight_hh: Tensor,
                    bias_ih: Tensor, bias_hh: Tensor, weight_dz: Tensor,
                    dense: list[tuple[Tensor, Tensor]], mean_layer: tuple[Tensor, Tensor],
-                   logvar_layer: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+                   logvar_layer: tuple[Tensor, Tensor], first_tanh: bool = True,
+                   initial_step: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Sequential draws of the RVAE encoder ``q(z_t | z_{1:t-1}, s)``, fast.
 
     Model (Leglaive et al. 2020, as the authors' code): an LSTM over the drawn latents gives
@@ -305,6 +323,13 @@ def lstm_posterior(a: Tensor, eps: Tensor, weight_ih: Tensor, weight_hh: Tensor,
     spectrogram recurrence plus bias, further layers ``d <- tanh(W d + b)``, then
     ``mean_t``, ``logvar_t`` by two linear layers and
     ``z_t = mean_t + exp(logvar_t / 2) * eps_t``.
+
+    Two variants (defaults: the model above): ``first_tanh=False`` makes the first combining
+    layer linear, ``d_t = a_t + W_dz h_t`` (with identity output layers this is an encoder
+    whose mean and log-variance read the two recurrences directly, no dense stack);
+    ``initial_step=True`` steps the z-LSTM once on ``z_0 = 0`` from the zero state before
+    frame 0, so frame 0's state is ``LSTM(0, 0)`` rather than zero (the DVAE_SE code of Bie
+    et al., TASLP 2022, does this).
 
     Args:
         a: ``(time, draws, D1)``, the spectrogram part of the first combining layer
@@ -330,14 +355,16 @@ def lstm_posterior(a: Tensor, eps: Tensor, weight_ih: Tensor, weight_hh: Tensor,
     flat_dense = [p for layer in dense for p in layer]
     tensors = (a, weight_ih, weight_hh, bias_ih, bias_hh, weight_dz, w_out, b_out, *flat_dense)
     if torch.is_grad_enabled() and any(x.requires_grad for x in tensors):
-        z, out = _LSTMPosteriorFunction.apply(a, eps, weight_ih, weight_hh, bias_ih, bias_hh,
-                                              weight_dz, w_out, b_out, *flat_dense)
+        z, out = _LSTMPosteriorFunction.apply(a, eps, (first_tanh, initial_step), weight_ih,
+                                              weight_hh, bias_ih, bias_hh, weight_dz, w_out,
+                                              b_out, *flat_dense)
     else:
         with torch.no_grad():
             z, out, _, _ = _lstm_forward(a, eps, _lstm_cell_args(weight_ih, weight_hh,
                                                                  bias_ih, bias_hh),
                                          weight_dz.mT, [w.mT for w, _ in dense],
-                                         [b for _, b in dense], w_out.mT, b_out)
+                                         [b for _, b in dense], w_out.mT, b_out,
+                                         first_tanh, initial_step)
     mean, half_logvar = out.chunk(2, -1)
     return z, mean, 2 * half_logvar
 

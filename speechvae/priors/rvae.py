@@ -48,10 +48,15 @@ class RVAEConfig:
         hidden_dim: units of every LSTM (encoder over ``s``, encoder over ``z``, decoder),
             per direction (128).
         dense_dims: widths of the encoder's tanh layers combining the two recurrences
-            (``(128,)``, the authors' ``num_dense_enc=1``); at least one.
+            (``(128,)``, the authors' ``num_dense_enc=1``); empty: the mean and
+            log-variance layers read the concatenated recurrences directly (the published
+            DVAE_SE RVAE of Bie et al., TASLP 2022).
         causal: True: forward-LSTM decoder and backward-LSTM encoder over ``s_{t:T}``;
             False: bidirectional decoder and bidirectional encoder over ``s_{1:T}``.
         encoder_input: ``"log-power"`` or ``"power"`` (see the module docstring).
+        encoder_z_initial_step: False (default): frame 1's z-LSTM state is zero (no past
+            latent); True: the z-LSTM is stepped once on ``z_0 = 0`` from the zero state
+            before frame 1, as the DVAE_SE code does.
     """
 
     n_freq: int = 513
@@ -60,14 +65,14 @@ class RVAEConfig:
     dense_dims: tuple[int, ...] = (128,)
     causal: bool = True
     encoder_input: str = "log-power"
+    encoder_z_initial_step: bool = False
 
     def __post_init__(self):
         if self.encoder_input not in ("log-power", "power"):
             raise ValueError(f"encoder_input must be 'log-power' or 'power', "
                              f"got {self.encoder_input!r}")
-        if not self.dense_dims:
-            raise ValueError("dense_dims needs at least one layer (it combines the two "
-                             "encoder recurrences)")
+        if any(d < 1 for d in self.dense_dims):
+            raise ValueError(f"dense_dims must be positive widths, got {self.dense_dims}")
         for name in ("n_freq", "latent_dim", "hidden_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -101,7 +106,7 @@ class RVAE(StandardNormalLatent, SequentialPrior):
         self.encoder_s_backward = nn.LSTM(f, h)
         self.encoder_s_forward = None if config.causal else nn.LSTM(f, h)
         self.encoder_z_cell = nn.LSTMCell(lat, h)
-        dims = [n_dir * h + h, *config.dense_dims]
+        dims = [n_dir * h + h, *config.dense_dims]  # dense_dims may be empty
         self.encoder_dense = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
         self.encoder_mean = nn.Linear(dims[-1], lat)
         self.encoder_logvar = nn.Linear(dims[-1], lat)
@@ -137,17 +142,40 @@ class RVAE(StandardNormalLatent, SequentialPrior):
         if self._use_reference():
             z, mean, logvar = self._reference_recurrence(self._per_draw(gs, draws), eps_t)
         else:
-            first = self.encoder_dense[0]
             n_s = gs.shape[-1]
-            a = F.linear(gs, first.weight[:, :n_s], first.bias)  # all frames at once
+            layers = self._combining_layers(dict(self.named_parameters()).__getitem__)
+            (w_first, b_first), dense, out_mean, out_logvar, first_tanh = layers
+            a = F.linear(gs, w_first[:, :n_s], b_first)  # all frames at once
             cell = self.encoder_z_cell
             z, mean, logvar = lstm_posterior(
                 self._per_draw(a, draws), eps_t, cell.weight_ih, cell.weight_hh,
-                cell.bias_ih, cell.bias_hh, first.weight[:, n_s:],
-                [(m.weight, m.bias) for m in self.encoder_dense[1:]],
-                (self.encoder_mean.weight, self.encoder_mean.bias),
-                (self.encoder_logvar.weight, self.encoder_logvar.bias))
+                cell.bias_ih, cell.bias_hh, w_first[:, n_s:], dense, out_mean, out_logvar,
+                first_tanh=first_tanh, initial_step=self.config.encoder_z_initial_step)
         return tuple(self._from_time_major(x, draws) for x in (z, mean, logvar))
+
+    def _combining_layers(self, p):
+        """The encoder's layers after the recurrences as :func:`lstm_posterior` takes them:
+        ``(first (weight, bias), further dense layers, mean layer, logvar layer,
+        first_tanh)``, with ``p(name)`` giving the parameter ``name`` (possibly stacked per
+        file). Without a dense stack the first "combining layer" is the mean and log-variance
+        layers stacked (linear), followed by constant selections of its two halves."""
+        if self.encoder_dense:
+            n = len(self.encoder_dense)
+            dense = [(p(f"encoder_dense.{i}.weight"), p(f"encoder_dense.{i}.bias"))
+                     for i in range(1, n)]
+            return ((p("encoder_dense.0.weight"), p("encoder_dense.0.bias")), dense,
+                    (p("encoder_mean.weight"), p("encoder_mean.bias")),
+                    (p("encoder_logvar.weight"), p("encoder_logvar.bias")), True)
+        w_m, b_m = p("encoder_mean.weight"), p("encoder_mean.bias")
+        w_v, b_v = p("encoder_logvar.weight"), p("encoder_logvar.bias")
+        first = (torch.cat([w_m, w_v], -2), torch.cat([b_m, b_v], -1))
+        lat = self.config.latent_dim
+        eye = torch.eye(2 * lat, device=w_m.device, dtype=w_m.dtype)
+        lead = w_m.shape[:-2]  # (groups,) when stacked per file
+        sel_m = eye[:lat].expand(*lead, lat, 2 * lat)
+        sel_v = eye[lat:].expand(*lead, lat, 2 * lat)
+        zero = b_m.new_zeros(b_m.shape)
+        return first, [], (sel_m, zero), (sel_v, zero), False
 
     def _grouped_posterior(self, params, power, eps, lengths):
         n_s = self.config.hidden_dim * (1 if self.config.causal else 2)
@@ -159,19 +187,18 @@ class RVAE(StandardNormalLatent, SequentialPrior):
             if self.encoder_s_forward is not None:
                 fwd = self._call(self.encoder_s_forward, "encoder_s_forward.", p, x)[0]
                 back = torch.cat([fwd, back], -1)
-            return F.linear(back, p("encoder_dense.0.weight")[:, :n_s],
-                            p("encoder_dense.0.bias"))
+            (w_first, b_first) = self._combining_layers(p)[0]
+            return F.linear(back, w_first[:, :n_s], b_first)
 
         a = self._per_file(params, power, lengths, features)  # (T, B, D1)
         a = a.unsqueeze(2).expand(-1, -1, eps.shape[2], -1)  # (T, B, R, D1)
-        dense = [(params[f"encoder_dense.{i}.weight"], params[f"encoder_dense.{i}.bias"])
-                 for i in range(1, len(self.encoder_dense))]
+        (w_first, _), dense, out_mean, out_logvar, first_tanh = \
+            self._combining_layers(params.__getitem__)
         return lstm_posterior(
             a, eps, params["encoder_z_cell.weight_ih"], params["encoder_z_cell.weight_hh"],
             params["encoder_z_cell.bias_ih"], params["encoder_z_cell.bias_hh"],
-            params["encoder_dense.0.weight"][..., n_s:], dense,
-            (params["encoder_mean.weight"], params["encoder_mean.bias"]),
-            (params["encoder_logvar.weight"], params["encoder_logvar.bias"]))
+            w_first[..., n_s:], dense, out_mean, out_logvar, first_tanh=first_tanh,
+            initial_step=self.config.encoder_z_initial_step)
 
     def _reference_recurrence(self, gs: torch.Tensor, eps: torch.Tensor
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -181,10 +208,13 @@ class RVAE(StandardNormalLatent, SequentialPrior):
         n_frames, n, _ = gs.shape
         h = gs.new_zeros((n, self.config.hidden_dim))
         c = torch.zeros_like(h)
-        z = None
         zs, means, logvars = [], [], []
+        z = gs.new_zeros((n, self.config.latent_dim))  # z_0 = 0
+        step0 = self.config.encoder_z_initial_step
         for t in range(n_frames):
-            if t > 0:  # the state of frame t summarises z_{1:t-1}; zero at t = 0
+            # the state of frame t summarises z_{1:t-1}; at t = 0 zero, or with
+            # encoder_z_initial_step the state after one step on z_0 = 0
+            if t > 0 or step0:
                 h, c = self.encoder_z_cell(z, (h, c))
             d = torch.cat([gs[t], h], -1)
             for layer in self.encoder_dense:
