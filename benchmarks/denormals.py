@@ -32,7 +32,7 @@ def child(a) -> None:
 
     from speechvae.audio import load_audio
     from speechvae.priors import load_checkpoint
-    from speechvae.priors.base import DENORMALS_FLUSHED
+    from speechvae.priors import DENORMALS_FLUSHED
     from speechvae.stft import stft
 
     torch.set_num_threads(a.threads)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import DEFAULT_DATA_ROOT, TRAIN_SPLITS
 
 from speechvae.audio import list_audio_files, load_audio
-from speechvae.priors.base import atomic_torch_save, safe_torch_load
+from speechvae.checkpoint import atomic_torch_save, safe_torch_load
 from speechvae.vocoders import (
     WaveGlow,
     WaveGlowConfig,

@@ -22,7 +22,9 @@ from .subspaces import (
     learn_subspaces,
     piecewise_linear_fit,
 )
+from .envelope import envelope_ratio, true_envelope
 from .transforms import (
+    EDIT_METHODS,
     Analysis,
     EditConfig,
     Editor,
@@ -37,6 +39,7 @@ from .transforms import (
 from .vowels import FactorDataset, make_factor_datasets, synthesize_vowel
 
 __all__ = [
+    "EDIT_METHODS",
     "FACTORS",
     "Analysis",
     "EditConfig",
@@ -46,6 +49,7 @@ __all__ = [
     "SourceFilterSubspaces",
     "SubspaceError",
     "default_editing_prior",
+    "envelope_ratio",
     "fit_factor_subspace",
     "frame_f0",
     "harmonic_comb",
@@ -57,4 +61,5 @@ __all__ = [
     "pulse_train",
     "shipped_subspaces",
     "synthesize_vowel",
+    "true_envelope",
 ]

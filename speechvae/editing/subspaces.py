@@ -39,6 +39,7 @@ import torch
 
 from ..priors.base import Prior, atomic_torch_save, safe_torch_load
 from ..stft import power_spectrogram
+from .common import FACTORS, frame_f0
 
 __all__ = [
     "FACTORS",
@@ -51,8 +52,6 @@ __all__ = [
     "piecewise_linear_fit",
 ]
 
-#: the source–filter factors, in the paper's order i = 0..3
-FACTORS = ("f0", "F1", "F2", "F3")
 SUBSPACES_FORMAT = "speechvae-subspaces"
 
 
@@ -443,8 +442,6 @@ def _speech_f0_frames(prior: Prior, speech: Sequence[np.ndarray]
                       ) -> tuple[np.ndarray, torch.Tensor]:
     """Voiced frames of real speech: Praat f0 labels ``(N,)`` and posterior means
     ``(N, latent)``."""
-    from .transforms import frame_f0
-
     device = next(prior.parameters()).device
     labels, means = [], []
     for waveform in speech:

@@ -49,9 +49,12 @@ import torch
 from ..audio import AudioError, AudioWarning, check_waveform, resample
 from ..priors.base import Prior
 from ..stft import STFTConfig, stft
-from .subspaces import FACTORS, SourceFilterSubspaces
+from .common import FACTORS, frame_f0
+from .envelope import envelope_ratio, true_envelope
+from .subspaces import SourceFilterSubspaces
 
 __all__ = [
+    "EDIT_METHODS",
     "Analysis",
     "EditConfig",
     "Editor",
@@ -64,6 +67,9 @@ __all__ = [
     "shipped_subspaces",
 ]
 
+#: edit methods of :class:`EditConfig` (the first is the default)
+EDIT_METHODS = ("relative", "latent")
+
 _PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained" / "editing"
 
 
@@ -72,6 +78,29 @@ class EditConfig:
     """Settings of the edits.
 
     Attributes:
+        method: ``"relative"`` (default): the edit is applied to the input as the change it
+            makes to the decoded spectral envelope (:mod:`speechvae.editing.envelope`), f0
+            edits take their harmonics and phase from a pulse train at the target f0, and
+            the input's fine structure, formants and phase are kept otherwise.
+            ``"latent"``: the earlier method, voiced frames resynthesised from the decoder
+            alone (Sadok et al. 2023, with the changes listed in the module docstring).
+        f0_envelope: relative f0 edits only: ``"input"`` (default) keeps the input's
+            envelope as it is; ``"edit"`` multiplies it by the envelope change of the latent
+            f0 edit (``E[v(z_edited)] / E[v(z)]``). Measured in ``recipes/editing/README.md``.
+        envelope: relative f0 edits: the input envelope the harmonics sample, ``"lpc"``
+            (default: all-pole shape, smooth between the input's harmonics) or ``"true"``
+            (true envelope, through the harmonic peaks;
+            :func:`~speechvae.editing.harmonic.short_time_envelope`).
+        harmonic_phase: relative f0 edits: ``"zero"`` (default: each harmonic's phase is
+            ``k`` times the phase accumulated from the target f0) or ``"minimum"`` (plus the
+            envelope's minimum phase).
+        ratio_limit_db: largest envelope change the relative method applies (dB, per bin).
+        envelope_iter: true-envelope iterations (:func:`~.envelope.true_envelope`).
+        formant_tolerance: relative formant edits: the achieved formant (median Praat Burg
+            value over voiced frames) must be within this share of the target, else the
+            latent target is corrected (``formant_correction_steps`` times at most) and a
+            warning gives the achieved value.
+        formant_correction_steps: see ``formant_tolerance`` (0: measure and warn only).
         pitch_floor, pitch_ceiling: search range of the voicing / f0 tracker (Hz).
         griffin_lim_iter: Griffin–Lim iterations on the edited frames of whispering.
         excitation_iter: Griffin–Lim iterations after the pulse-train start of f0 and
@@ -91,6 +120,14 @@ class EditConfig:
         max_duration_s: longest input accepted (s); editing holds the whole STFT in memory.
     """
 
+    method: str = "relative"
+    f0_envelope: str = "input"
+    envelope: str = "lpc"
+    harmonic_phase: str = "zero"
+    ratio_limit_db: float = 12.0
+    envelope_iter: int = 24
+    formant_tolerance: float = 0.05
+    formant_correction_steps: int = 2
     pitch_floor: float = 60.0
     pitch_ceiling: float = 500.0
     griffin_lim_iter: int = 32
@@ -103,6 +140,13 @@ class EditConfig:
     comb_min_f0: float = 120.0
     seed: int = 0
     max_duration_s: float = 600.0
+
+    def __post_init__(self):
+        if self.method not in EDIT_METHODS:
+            raise ValueError(f"unknown edit method {self.method!r}; use "
+                             f"{', '.join(EDIT_METHODS)}")
+        if self.f0_envelope not in ("input", "edit"):
+            raise ValueError(f"f0_envelope must be 'input' or 'edit', got {self.f0_envelope!r}")
 
 
 def harmonic_comb(f0: torch.Tensor, stft_config: STFTConfig, max_hz: float = 4000.0
@@ -173,28 +217,6 @@ def harmonic_refinement(prior: Prior, z: torch.Tensor, f0: torch.Tensor,
             opt.step()
     with torch.no_grad():
         return torch.where(frames, z + complement @ d, z)
-
-
-def frame_f0(waveform: np.ndarray, stft_config: STFTConfig, pitch_floor: float = 60.0,
-             pitch_ceiling: float = 500.0) -> np.ndarray:
-    """f0 at the STFT frame centres (``t * hop / rate`` s) by Praat's autocorrelation
-    method (Boersma, IFA Proceedings 1993; :func:`speechvae.metrics.f0_track`), NaN on
-    unvoiced frames.
-
-    Args:
-        waveform: ``(time,)`` at ``stft_config.sample_rate``.
-        stft_config: gives the rate, hop and number of frames (centred frames).
-        pitch_floor, pitch_ceiling: search range (Hz).
-
-    Returns:
-        ``(frames,)`` float64, Hz or NaN.
-    """
-    from ..metrics import f0_track, resample_track
-
-    sr, hop = stft_config.sample_rate, stft_config.hop_length
-    times, f0 = f0_track(waveform, sr, method="praat", fmin=pitch_floor, fmax=pitch_ceiling,
-                         hop_s=hop / sr)
-    return resample_track(times, f0, np.arange(waveform.size // hop + 1) * hop / sr)
 
 
 def pulse_train(f0_frames: np.ndarray, num_samples: int, stft_config: STFTConfig
@@ -282,6 +304,8 @@ class Editor:
         self.stft_config = prior.stft_config
         self.sample_rate = self.stft_config.sample_rate
         self._vocoder = None
+        #: the last relative formant edit: formant, target, input and achieved value (Hz)
+        self.last_formant: dict | None = None
         if vocoder != "griffin-lim":
             from ..vocoders import Vocoder, get_vocoder
 
@@ -349,11 +373,14 @@ class Editor:
         y = np.nan_to_num(target, nan=sub.label_range[0])
         z_new = sub.move(a.z, y, frames=a.voiced)
         c = self.config
+        excitation = self._excitation(a, target)
+        if c.method == "relative":
+            return self._relative_f0_edit(a, z_new, target)
         f0 = torch.from_numpy(y).to(z_new)
         z_new = harmonic_refinement(self.prior, z_new, f0, sub.basis,
                                     a.voiced & (f0 >= c.comb_min_f0), c.comb_steps,
                                     c.comb_weight, c.comb_lr, c.comb_max_hz)
-        return self._render(a, z_new, self._excitation(a, target), self.config.excitation_iter)
+        return self._render(a, z_new, excitation, self.config.excitation_iter)
 
     def edit_formant(self, waveform: np.ndarray, sample_rate: int, formant: int,
                      target_hz: float) -> np.ndarray:
@@ -368,6 +395,8 @@ class Editor:
         sub = self.subspaces[FACTORS[formant]]
         sub.regression(target_hz)
         a = self.analyse(waveform, sample_rate)
+        if self.config.method == "relative":
+            return self._relative_formant_edit(a, formant, float(target_hz))
         z_new = sub.move(a.z, float(target_hz), frames=a.voiced)
         return self._render(a, z_new, self._excitation(a, a.f0), self.config.excitation_iter)
 
@@ -378,8 +407,10 @@ class Editor:
         z_new = self.subspaces["f0"].remove(a.z, frames=a.voiced)
         g = torch.Generator().manual_seed(self.config.seed)
         angle = 2 * math.pi * torch.rand(a.spec.shape, generator=g)
-        return self._render(a, z_new, torch.polar(torch.ones_like(angle), angle)
-                            .to(self.device))
+        noise = torch.polar(torch.ones_like(angle), angle).to(self.device)
+        if self.config.method == "relative":
+            return self._render_power(a, self._relative_whisper_power(a, z_new), noise)
+        return self._render(a, z_new, noise)
 
     # -- synthesis ---------------------------------------------------------------------
     def _clip_to_range(self, values: np.ndarray, factor: str) -> np.ndarray:
@@ -406,12 +437,156 @@ class Editor:
         gain = analysis.power.sum(0) / v[0].sum(0).clamp_min(1e-20)
         return torch.where(analysis.voiced, v[1] * gain, analysis.power)
 
+    # -- relative edits (EditConfig.method == "relative") -------------------------------
+    def _f0_tensor(self, f0: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(f0, dtype=np.float32)).to(self.device)
+
+    @torch.no_grad()
+    def input_envelope(self, a: Analysis) -> torch.Tensor:
+        """True envelope of the input's power spectrogram at its own f0, ``(freq, frames)``
+        (:func:`~speechvae.editing.envelope.true_envelope`)."""
+        return true_envelope(a.power, self._f0_tensor(a.f0), self.sample_rate,
+                             self.config.envelope_iter)
+
+    @torch.no_grad()
+    def latent_envelope_ratio(self, a: Analysis, z_new: torch.Tensor,
+                              f0_new: np.ndarray | None = None) -> torch.Tensor:
+        """``E[v(z_new)] / E[v(z)]`` limited to ``±ratio_limit_db``, 1 on unvoiced frames;
+        ``f0_new`` (Hz per frame, default the input's) sets the edited decode's cepstral
+        order. ``(freq, frames)``."""
+        v = self.prior.decode(torch.stack([a.z, z_new]))
+        f0 = self._f0_tensor(a.f0)
+        ratio = envelope_ratio(v[1], v[0], f0 if f0_new is None else self._f0_tensor(f0_new),
+                               f0, self.sample_rate, self.config.ratio_limit_db,
+                               self.config.envelope_iter)
+        return torch.where(a.voiced, ratio, torch.ones_like(ratio))
+
+    @torch.no_grad()
+    def _relative_f0_edit(self, a: Analysis, z_new: torch.Tensor, target: np.ndarray
+                          ) -> np.ndarray:
+        """Harmonic resynthesis of the voiced frames at the target f0 with the input's
+        short-time envelope (times the latent edit's envelope change with
+        ``f0_envelope="edit"``), cross-faded (one STFT hop) with the input on unvoiced
+        frames (:mod:`speechvae.editing.harmonic`)."""
+        from .harmonic import envelope_config, harmonic_synthesis, sample_f0, short_time_envelope
+
+        sr, n = self.sample_rate, a.waveform.size
+        frame_times = np.arange(a.f0.size) * self.stft_config.frame_s
+        envelope = short_time_envelope(a.waveform, a.f0, frame_times, sr,
+                                       self.config.envelope_iter, self.config.envelope)
+        if self.config.f0_envelope == "edit":
+            envelope = envelope * self._to_grid(self.latent_envelope_ratio(a, z_new, target)
+                                                .cpu(), envelope.shape, envelope_config(sr))
+        times = np.arange(n) / sr
+        harmonics = harmonic_synthesis(envelope, sample_f0(target, frame_times, times, 0.0), sr,
+                                       phase=self.config.harmonic_phase)
+        hard = sample_f0(target, frame_times, times) > 0
+        ramp = np.hanning(self.stft_config.hop_length + 2)[1:-1]
+        weight = np.clip(np.convolve(hard * 1.0, ramp / ramp.sum(), mode="same"), 0.0, 1.0)
+        y = weight * harmonics + (1.0 - weight) * a.waveform
+        return (y * a.peak).astype(np.float32)
+
+    def _to_grid(self, values: torch.Tensor, shape: tuple, config) -> torch.Tensor:
+        """A ``(freq, frames)`` array on the prior's STFT grid, linearly interpolated to the
+        bins and frames (``shape``) of the STFT ``config``."""
+        src = self.stft_config
+        f_src = torch.arange(values.shape[0], dtype=torch.float64) * src.sample_rate / src.n_fft
+        t_src = torch.arange(values.shape[1], dtype=torch.float64) * src.frame_s
+        f_dst = torch.arange(shape[0], dtype=torch.float64) * config.sample_rate / config.n_fft
+        t_dst = torch.arange(shape[1], dtype=torch.float64) * config.hop_length \
+            / config.sample_rate
+        v = values.double().cpu().numpy()
+        by_freq = np.stack([np.interp(f_dst, f_src, v[:, j]) for j in range(v.shape[1])], 1)
+        out = np.stack([np.interp(t_dst, t_src, by_freq[i]) for i in range(shape[0])])
+        return torch.from_numpy(out).to(torch.float32)
+
+    @torch.no_grad()
+    def _relative_f0_power(self, a: Analysis, z_new: torch.Tensor, target: np.ndarray,
+                           excitation: torch.Tensor) -> torch.Tensor:
+        """Voiced frames: input envelope (times the latent edit's envelope change with
+        ``f0_envelope="edit"``) times the harmonic comb of the target-f0 pulse train, whose
+        harmonics (unit amplitude, STFT peak ``sum(window) / 2``) then have the envelope's
+        power; the input's power elsewhere."""
+        from ..stft import _window
+
+        envelope = self.input_envelope(a)
+        if self.config.f0_envelope == "edit":
+            envelope = envelope * self.latent_envelope_ratio(a, z_new, target)
+        peak = 0.5 * float(_window(self.stft_config).sum())
+        comb = excitation.abs().square() / peak ** 2
+        return torch.where(a.voiced, envelope * comb, a.power)
+
+    @torch.no_grad()
+    def _relative_whisper_power(self, a: Analysis, z_new: torch.Tensor) -> torch.Tensor:
+        """Voiced frames: the input's all-pole envelope (smooth, no trace of the harmonics)
+        times the latent edit's envelope change, as a
+        flat (noise) spectrum scaled to the input frame's energy times the decoded energy
+        change; the input's power elsewhere."""
+        from .harmonic import lpc_shape
+
+        v = self.prior.decode(torch.stack([a.z, z_new]))
+        lpc = torch.from_numpy(lpc_shape(a.waveform, self.stft_config)[:, : a.power.shape[1]])
+        shape = lpc.to(a.power) * self.latent_envelope_ratio(a, z_new)
+        energy = a.power.sum(0) * v[1].sum(0) / v[0].sum(0).clamp_min(1e-20)
+        power = shape * energy / shape.sum(0).clamp_min(1e-20)
+        return torch.where(a.voiced, power, a.power)
+
+    def _measure_formant(self, y: np.ndarray, a: Analysis, formant: int) -> float:
+        """Median Praat Burg ``F<formant>`` (Hz) of ``y`` over frames voiced in the input."""
+        from ..metrics import formant_tracks
+
+        times, fm = formant_tracks(y, self.sample_rate, max_formant=5500.0)
+        frame_times = np.arange(a.f0.size) * self.stft_config.frame_s
+        voiced = np.interp(times, frame_times, np.isfinite(a.f0) * 1.0) > 0.5
+        values = fm[formant - 1][voiced]
+        values = values[np.isfinite(values)]
+        return float(np.median(values)) if values.size else float("nan")
+
+    @torch.no_grad()
+    def _relative_formant_edit(self, a: Analysis, formant: int, target_hz: float
+                               ) -> np.ndarray:
+        """Input power times the latent edit's envelope change, input phase; the achieved
+        formant is measured and the latent target corrected (see :class:`EditConfig`)."""
+        c = self.config
+        sub = self.subspaces[FACTORS[formant]]
+        lo, hi = sub.label_range
+        before = self._measure_formant(a.waveform, a, formant)
+        label, best = target_hz, None
+        for step in range(c.formant_correction_steps + 1):
+            z_new = sub.move(a.z, label, frames=a.voiced)
+            power = a.power * self.latent_envelope_ratio(a, z_new)
+            y = self._render_power(a, power, a.spec, 0)
+            achieved = self._measure_formant(y / a.peak, a, formant)
+            error = abs(achieved - target_hz) / target_hz if np.isfinite(achieved) else np.inf
+            if best is None or error < best[0]:
+                best = (error, y, achieved)
+            if error <= c.formant_tolerance or step == c.formant_correction_steps:
+                break
+            new_label = float(np.clip(label + (target_hz - achieved), lo, hi))
+            if abs(new_label - label) < 1.0:  # at the edge of the learned range
+                break
+            label = new_label
+        error, y, achieved = best
+        self.last_formant = {"formant": formant, "target_hz": target_hz,
+                             "input_hz": before, "achieved_hz": achieved}
+        if not error <= c.formant_tolerance:
+            warnings.warn(f"F{formant} reached {achieved:.0f} Hz (median over voiced frames; "
+                          f"input {before:.0f} Hz) for a {target_hz:.0f} Hz target "
+                          f"({100 * (achieved - target_hz) / target_hz:+.0f} %): the prior's "
+                          f"F{formant} subspace does not move it further", AudioWarning,
+                          stacklevel=3)
+        return y
+
     @torch.no_grad()
     def _render(self, a: Analysis, z_new: torch.Tensor, initial: torch.Tensor,
                 n_iter: int | None = None) -> np.ndarray:
+        return self._render_power(a, self.edited_power(a, z_new), initial, n_iter)
+
+    @torch.no_grad()
+    def _render_power(self, a: Analysis, power: torch.Tensor, initial: torch.Tensor,
+                      n_iter: int | None = None) -> np.ndarray:
         from ..vocoders import griffin_lim_known_frames
 
-        power = self.edited_power(a, z_new)
         if self._vocoder is None:
             initial = torch.where(a.voiced, initial, a.spec)
             n_iter = self.config.griffin_lim_iter if n_iter is None else n_iter
@@ -424,9 +599,14 @@ class Editor:
 
     @torch.no_grad()
     def reconstruct(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:
-        """The same pipeline with no edit (voiced frames decoded from their own latent):
-        what the prior and vocoder lose, for comparisons."""
+        """The same pipeline with no edit: what the method and vocoder lose, for
+        comparisons. With ``method="relative"`` the latent change is zero, the envelope ratio
+        is 1 and the input comes back (up to the STFT round trip and float32 rounding);
+        with ``"latent"`` voiced frames are decoded from their own latent."""
         a = self.analyse(waveform, sample_rate)
+        if self.config.method == "relative":
+            return self._render_power(a, a.power * self.latent_envelope_ratio(a, a.z),
+                                      a.spec, 0)
         return self._render(a, a.z, a.spec)
 
 

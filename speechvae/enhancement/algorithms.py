@@ -1,55 +1,81 @@
-"""Registry of the enhancement (inference) algorithms.
+"""Registry of the inference algorithms, on the package's common :class:`ClassRegistry`.
 
-Every algorithm is a function ``run(prior, mixture_stft, config, generator) -> result`` with
-one frozen config dataclass, registered under a short name::
+An algorithm is an :class:`~speechvae.enhancement.em.InferenceStep` subclass (its E-step and
+its final speech estimate; the EM driver of :mod:`speechvae.enhancement.em` owns the rest)
+with one frozen config dataclass, registered under a short name::
 
-    @register_algorithm("mcem", MCEMConfig, "Monte Carlo EM, random-walk Metropolis-Hastings")
-    def mcem(prior, mixture_stft, config=MCEMConfig(), generator=None): ...
+    @register_algorithm("mcem")
+    class MCEMStep(InferenceStep):
+        config_class = MCEMConfig
+        summary = "Monte Carlo EM, random-walk Metropolis-Hastings E-step"
+        ...
 
-The result has at least ``speech`` and ``noise`` (complex STFTs of the shape of the mixture)
-and ``iterations``. The engine (:func:`speechvae.enhance`) and the command line
-(``speechvae enhance --algorithm NAME``) take their choices from this registry, so adding an
-algorithm needs no if/elif anywhere.
-
-An algorithm may also have a *batched* runner, registered with
-:func:`register_batch_runner`: ``run_batch(prior, mixture_stfts, lengths, config,
-generators) -> list[result]`` enhances several right-padded mixtures at once and gives, for
-each, the result (up to rounding) of ``run`` on that mixture alone with the same generator.
-``speechvae enhance --batch-size B`` needs one (only ``"vem"`` has one so far).
+The engine (:func:`speechvae.enhance`) and the command line (``speechvae enhance
+--algorithm NAME``) take their choices from this registry, and a config object alone says
+which algorithm runs (:func:`algorithm_for_config`), so adding an algorithm is one module
+and its registration, with no if/elif anywhere.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..registry import ClassRegistry
+from .em import EMResult, InferenceStep, run_em
 
 __all__ = ["Algorithm", "algorithm_for_config", "available_algorithms", "get_algorithm",
-           "register_algorithm",
-           "register_batch_runner"]
+           "register_algorithm"]
+
+_STEPS = ClassRegistry("algorithm")
+
+
+def register_algorithm(name: str) -> Callable[[type[InferenceStep]], type[InferenceStep]]:
+    """Class decorator adding an :class:`InferenceStep` subclass to the registry as
+    ``name`` (sets its ``name``).
+
+    Raises:
+        ValueError: ``name`` is taken by another class.
+        TypeError: the class is not an :class:`InferenceStep` with a ``config_class``.
+    """
+    def deco(cls: type[InferenceStep]) -> type[InferenceStep]:
+        if not (isinstance(cls, type) and issubclass(cls, InferenceStep)
+                and isinstance(getattr(cls, "config_class", None), type)):
+            raise TypeError(f"{cls!r} must be an InferenceStep subclass with a config_class")
+        return _STEPS.register(name)(cls)
+
+    return deco
 
 
 @dataclass(frozen=True)
 class Algorithm:
-    """A registered algorithm.
+    """A registered algorithm, as the engine sees it.
 
     Attributes:
-        name: registry key (``"vem"``, ``"mcem"``, ...).
-        run: ``(prior, mixture_stft (1, freq, time), config, generator) -> result``.
-        config_class: its frozen config dataclass; ``config_class()`` gives the defaults.
-        summary: one line for help texts.
-        run_batch: ``(prior, mixture_stfts (batch, freq, time), lengths (batch,), config,
-            generators) -> list[result]``, or None when the algorithm has no batched path
-            (see :func:`register_batch_runner`).
-        batch_supports: ``prior -> bool``, whether ``run_batch`` really batches that prior
-            (it falls back to ``run`` file by file for the others), or None (all priors).
+        step: its :class:`InferenceStep` class.
+
+    The properties give its name, config class, summary and runners: :meth:`run` enhances
+    one mixture; :attr:`run_batch` enhances a right-padded batch in one pass of the EM
+    driver (None when the step is not batched: the engine then runs files one by one).
     """
 
-    name: str
-    run: Callable[..., Any]
-    config_class: type
-    summary: str = ""
-    run_batch: Callable[..., Any] | None = None
-    batch_supports: Callable[[Any], bool] | None = None
+    step: type[InferenceStep]
+
+    @property
+    def name(self) -> str:
+        return self.step.name
+
+    @property
+    def config_class(self) -> type:
+        return self.step.config_class
+
+    @property
+    def summary(self) -> str:
+        return self.step.summary
+
+    #: kept for callers of the earlier interface: every prior batches (None = all)
+    batch_supports = None
 
     def default_config(self):
         """The default configuration, ``config_class()``."""
@@ -68,62 +94,29 @@ class Algorithm:
                             f"got {type(config).__name__}")
         return config
 
+    def run(self, prior, mixture_stft: torch.Tensor, config=None,
+            generator: torch.Generator | None = None) -> EMResult:
+        """Enhance one mixture, ``(1, freq, time)`` complex STFT (see :func:`run_em`)."""
+        if mixture_stft.dim() != 3 or mixture_stft.shape[0] != 1:
+            raise ValueError(f"mixture_stft must have shape (1, freq, time), "
+                             f"got {tuple(mixture_stft.shape)}")
+        return run_em(self.step, prior, mixture_stft, [mixture_stft.shape[-1]],
+                      self.check_config(config), [generator])[0]
 
-_REGISTRY: dict[str, Algorithm] = {}
+    @property
+    def run_batch(self) -> Callable[..., list[EMResult]] | None:
+        """``(prior, mixture_stfts (batch, freq, time), lengths, config, generators) ->
+        list[result]``, each equal (to float rounding) to :meth:`run` on that file alone
+        with that generator; None when the step has no batched path."""
+        if not self.step.batched:
+            return None
 
+        def run_batch(prior, mixture_stfts: torch.Tensor, lengths: Sequence[int], config=None,
+                      generators=None) -> list[EMResult]:
+            return run_em(self.step, prior, mixture_stfts, lengths, self.check_config(config),
+                          generators)
 
-def register_algorithm(name: str, config_class: type, summary: str = ""
-                       ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Function decorator adding an inference algorithm to the registry under ``name``.
-
-    The decorated function is returned unchanged.
-
-    Args:
-        name: registry key (lower case, used on the command line).
-        config_class: frozen dataclass of the algorithm's settings; it must have the fields
-            ``iterations`` and ``nmf_rank`` (the command line sets them for every algorithm).
-        summary: one-line description.
-
-    Raises:
-        ValueError: ``name`` is taken by another function.
-        TypeError: ``config_class`` is not a dataclass with ``iterations`` and ``nmf_rank``.
-    """
-    names = {f.name for f in fields(config_class)} if hasattr(
-        config_class, "__dataclass_fields__") else set()
-    if not {"iterations", "nmf_rank"} <= names:
-        raise TypeError(f"{getattr(config_class, '__name__', config_class)!r} must be a "
-                        "dataclass with 'iterations' and 'nmf_rank' fields")
-
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        old = _REGISTRY.get(name)
-        if old is not None and old.run is not fn:
-            raise ValueError(f"algorithm {name!r} is already registered")
-        batch = (old.run_batch, old.batch_supports) if old is not None else (None, None)
-        _REGISTRY[name] = Algorithm(name, fn, config_class, summary, *batch)
-        return fn
-
-    return deco
-
-
-def register_batch_runner(name: str, supports: Callable[[Any], bool] | None = None
-                          ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Function decorator attaching a batched runner to the registered algorithm ``name``.
-
-    The runner enhances a batch of right-padded mixtures, ``(prior, mixture_stfts (batch,
-    freq, time), lengths (batch,) valid frames, config, generators (one per mixture)) ->
-    list[result]``, each result equal (up to rounding) to ``run`` on that mixture alone
-    with that generator. ``supports(prior)`` tells whether a prior is really batched (the
-    runner runs the others one by one); None means every prior. The decorated function is
-    returned unchanged.
-
-    Raises:
-        KeyError: ``name`` is not registered.
-    """
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _REGISTRY[name] = replace(get_algorithm(name), run_batch=fn, batch_supports=supports)
-        return fn
-
-    return deco
+        return run_batch
 
 
 def get_algorithm(name: str) -> Algorithm:
@@ -132,16 +125,12 @@ def get_algorithm(name: str) -> Algorithm:
     Raises:
         KeyError: unknown name (the message lists the registered ones).
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown algorithm {name!r}; registered: "
-                       f"{', '.join(available_algorithms())}") from None
+    return Algorithm(_STEPS.get(name))
 
 
 def available_algorithms() -> list[str]:
     """Names of the registered algorithms, sorted."""
-    return sorted(_REGISTRY)
+    return _STEPS.names()
 
 
 def algorithm_for_config(config) -> Algorithm:
@@ -151,8 +140,10 @@ def algorithm_for_config(config) -> Algorithm:
     Raises:
         TypeError: no registered algorithm takes a config of this type.
     """
-    for alg in _REGISTRY.values():
-        if type(config) is alg.config_class:
-            return alg
+    for name in _STEPS.names():
+        step = _STEPS.get(name)
+        if type(config) is step.config_class:
+            return Algorithm(step)
     raise TypeError(f"no registered algorithm takes a {type(config).__name__}; registered: "
-                    f"{', '.join(f'{a.name} ({a.config_class.__name__})' for a in _REGISTRY.values())}")
+                    + ", ".join(f"{n} ({_STEPS.get(n).config_class.__name__})"
+                                for n in _STEPS.names()))

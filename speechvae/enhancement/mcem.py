@@ -16,8 +16,8 @@ posterior factorises over frames, and each frame is accepted or rejected on its 
               + log p(z'_t) - log p(z_t),
 
 (``log p(z_t) = -|z_t|^2 / 2`` for the VAE); otherwise the whole sequence (or a block of
-``block_frames`` frames) is accepted or rejected at once. The M-step is the shared
-:func:`~speechvae.enhancement.nmf.m_step` fed with the kept samples; the speech estimate is
+``block_frames`` frames) is accepted or rejected at once. The M-step is the EM driver's
+:func:`~speechvae.enhancement.model.m_step` fed with the kept samples; the speech estimate is
 the Wiener filter averaged over the samples of a final, longer E-step.
 
 References:
@@ -27,44 +27,37 @@ References:
 """
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from ..priors.base import Prior
-from .algorithms import register_algorithm
-from .nmf import NMFNoise, average_wiener, init_nmf, m_step, time_major
-from .samplers import ChainState, MarkovChain, init_state, rw_metropolis_step
+from .algorithms import get_algorithm, register_algorithm
+from .em import EMResult, EStep, InferenceStep
+from .model import EMConfig, LatentPosterior, NMFNoise, wiener_gain
+from .samplers import MarkovChain, bind_kernel, frame_blocks, init_state, rw_metropolis_step
 
-__all__ = ["LatentPosterior", "MCEMConfig", "SamplingResult", "mcem"]
+__all__ = ["ChainStep", "MCEMConfig", "MCEMStep", "SamplingResult", "check_counts", "mcem"]
 
-GAINS = ("frame", "global", "none")
+#: the result of the sampling algorithms (the result type of every algorithm)
+SamplingResult = EMResult
 
 
-def _check_positive(config, *names: str, allow_zero: tuple[str, ...] = ()) -> None:
+def check_counts(config, *names: str, low: int = 1) -> None:
+    """Check that the fields ``names`` of ``config`` are integers ``>= low``.
+
+    Raises:
+        ValueError: naming the config class and field.
+    """
     for name in names:
         value = getattr(config, name)
-        low = 0 if name in allow_zero else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{type(config).__name__}.{name} must be an integer >= {low}, "
                              f"got {value!r}")
 
 
-def _check_common(config) -> None:
-    """Checks shared by the sampling algorithms' configs."""
-    _check_positive(config, "iterations", "nmf_rank")
-    if config.gain not in GAINS:
-        raise ValueError(f"gain must be one of {', '.join(GAINS)}, got {config.gain!r}")
-    if config.block_frames is not None:
-        _check_positive(config, "block_frames")
-    if not config.init_noise_level > 0:
-        raise ValueError(f"init_noise_level must be positive, got {config.init_noise_level}")
-
-
 @dataclass(frozen=True)
-class MCEMConfig:
+class MCEMConfig(EMConfig):
     """Settings of MCEM (defaults of the authors' code for Leglaive et al., MLSP 2018).
 
     Attributes:
@@ -80,15 +73,11 @@ class MCEMConfig:
         final_burnin: steps discarded before the final Wiener filter (75, the code's
             ``separate(niter_MH=100, burnin=75)``).
         final_samples: samples averaged in the final Wiener filter (25).
-        tol: stop when the absolute change of the mean per-bin cost
-            ``mean_r,f,t [P / Vx + log Vx]`` between iterations falls below this (0 disables;
-            the authors' code uses 1e-4 on the cost after the M-step; here it is the cost of
-            the samples before it, see :class:`SamplingResult`). The cost is a Monte Carlo
-            estimate, so a positive ``tol`` stops at a random iteration.
-        m_steps: passes of the NMF/gain updates per iteration.
-        gain: ``"frame"`` (one speech gain per frame, as the paper), ``"global"`` or
-            ``"none"`` (see :class:`VEMConfig`).
-        init_noise_level: initial level of ``W H`` relative to the mean mixture power.
+        tol, tol_window, m_steps, gain, init_noise_level: the shared fields of
+            :class:`~speechvae.enhancement.model.EMConfig` (one stopping rule for every
+            algorithm: a relative change of the windowed mean objective, here the mean
+            per-bin cost ``P / Vx + log Vx`` of the samples before the M-step; it is a Monte
+            Carlo estimate, so a positive ``tol`` stops at a random iteration).
         block_frames: for priors whose ``p(z)`` does not factorise over frames: the number
             of consecutive frames a proposal moves (the blocks are visited in turn, one per
             step; ``burnin`` and ``samples`` then count block moves). None moves the whole
@@ -96,225 +85,104 @@ class MCEMConfig:
     """
 
     iterations: int = 100
-    nmf_rank: int = 8
     proposal_var: float = 0.01
     burnin: int = 30
     samples: int = 10
     final_burnin: int = 75
     final_samples: int = 25
-    tol: float = 0.0
-    m_steps: int = 1
-    gain: str = "frame"
-    init_noise_level: float = 1.0
     block_frames: int | None = None
 
     def __post_init__(self):
-        _check_common(self)
-        _check_positive(self, "samples", "final_samples", "m_steps")
-        _check_positive(self, "burnin", "final_burnin", allow_zero=("burnin", "final_burnin"))
+        super().__post_init__()
+        check_counts(self, "samples", "final_samples")
+        check_counts(self, "burnin", "final_burnin", low=0)
+        if self.block_frames is not None:
+            check_counts(self, "block_frames")
         if not self.proposal_var > 0:
             raise ValueError(f"proposal_var must be positive, got {self.proposal_var}")
 
 
-@dataclass
-class SamplingResult:
-    """Output of the sampling-based algorithms (:func:`mcem`, :func:`~.mcmc.mala`,
-    :func:`~.mcmc.bando`) for one mixture.
+class ChainStep(InferenceStep):
+    """E-steps by a Markov chain on ``z`` carried over the iterations, targeting
+    ``p(z | x; W, H, g)`` (:class:`~speechvae.enhancement.model.LatentPosterior`): the
+    common part of MCEM and MALA-EM. A subclass gives the chain (:meth:`make_chain`) and
+    the target it sees (:meth:`wrap_target`). One file at a time (several chains of one
+    file run as one batch)."""
 
-    Attributes:
-        speech: complex STFT estimate of the speech, ``(1, freq, time)``.
-        noise: complex STFT estimate of the noise, ``(1, freq, time)``.
-        nmf: the noise parameters and gain at the end (fitted for the EM algorithms, the
-            last Gibbs draw for :func:`~.mcmc.bando`).
-        objective: per iteration, the mean per-bin cost ``P / Vx + log Vx`` (up to the
-            constant ``log pi``) of the iteration's samples under the parameters they were
-            drawn with (before the M-step; for ``bando``, of the sweep's ``z`` draw).
-        iterations: iterations (Gibbs sweeps for ``bando``) run.
-        acceptance: per iteration, the mean acceptance probability of the kept
-            Metropolis–Hastings steps.
-        step_size: final (adapted) step size of gradient-based samplers, else None.
-    """
+    def wrap_target(self, target: LatentPosterior):
+        """The target as the kernel takes it (default: as it is)."""
+        return target
 
-    speech: torch.Tensor
-    noise: torch.Tensor
-    nmf: NMFNoise
-    objective: list[float] = field(default_factory=list)
-    iterations: int = 0
-    acceptance: list[float] = field(default_factory=list)
-    step_size: torch.Tensor | None = None
+    def make_chain(self, target: LatentPosterior) -> MarkovChain:
+        raise NotImplementedError
 
+    def kernel_for(self, target: LatentPosterior):
+        return bind_kernel(self.kernel, self.wrap_target(target), self.prior.frame_factorised,
+                           self.blocks)
 
-class LatentPosterior:
-    """The E-step target ``log p(z | x; W, H, g)`` up to a constant, per frame.
+    def start(self, nmf: NMFNoise) -> NMFNoise:
+        self.target = LatentPosterior(self.prior, self.power, nmf)
+        self.blocks = frame_blocks(self.power.shape[-1], self.config.block_frames,
+                                   self.power.device, self.prior.frame_factorised)
+        self.chain = self.make_chain(self.target)
+        self.acceptance: list[float] = []
+        return nmf
 
-    ``log p(z | x) = sum_t [ -sum_f (log Vx_ft + P_ft / Vx_ft) + log p(z)_t ]`` with
-    ``Vx = g v(z) + W H`` and ``log p(z)_t`` the prior's :meth:`~Prior.log_prior`.
-    Calling it evaluates the target and returns the decoded speech variance too, so that a
-    chain carries ``v(z)`` along and never decodes twice.
+    def e_step(self, nmf: NMFNoise) -> EStep:
+        self.chain.warmup(self.config.burnin)
+        kept = list(self.chain.sample(self.config.samples))
+        vs = torch.cat([s.aux for s in kept]) if kept[0].aux.dim() == 4 else \
+            torch.stack([s.aux for s in kept])  # (samples [x chains], 1, F, T)
+        self.acceptance.append(self.chain.last_accept)
+        return EStep(vs, [self.target.mean_cost(kept, vs.numel())])
 
-    Args:
-        prior: the speech prior (only ``decode`` and ``log_prior`` are used).
-        power: mixture power spectrogram ``(batch, freq, time)``.
-        nmf: noise parameters and gain, ``W (batch, freq, rank)``, ``H (batch, rank, time)``,
-            ``g (batch, 1, time)``.
+    def after_m_step(self, nmf: NMFNoise) -> None:
+        self.target = LatentPosterior(self.prior, self.power, nmf)
+        self.chain.kernel = self.kernel_for(self.target)
+        self.chain.state = self.target.rescore(self.chain.state)
 
-    Shape:
-        ``z (..., batch, latent, time)`` -> log density ``(..., batch, time)`` and speech
-        variance ``(..., batch, freq, time)``; leading dimensions (chains) broadcast.
-    """
-
-    def __init__(self, prior: Prior, power: torch.Tensor, nmf: NMFNoise):
-        self.prior = prior
-        self.power = power
-        self.nmf = nmf
-        self.noise_var = nmf.noise_variance()
-
-    def log_likelihood(self, speech_var: torch.Tensor) -> torch.Tensor:
-        """``log p(x | z)`` per frame up to a constant, ``-sum_f [log Vx + P / Vx]``.
-
-        Args:
-            speech_var: decoded speech variance ``v`` (linear power).
-
-        Returns:
-            ``(..., batch, time)``.
-
-        Shape:
-            ``speech_var (..., batch, freq, time)``.
-        """
-        vx = self.nmf.g * speech_var + self.noise_var
-        return -(torch.log(vx) + self.power / vx).sum(-2)
-
-    def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The target at ``z`` (no gradient): ``(log density per frame (..., batch, time),
-        speech variance v(z) (..., batch, freq, time))``."""
+    def wiener_gain(self, nmf: NMFNoise) -> torch.Tensor:
+        self.chain.warmup(self.config.final_burnin)
         with torch.no_grad():
-            v = self.prior.decode(z)
-            return self.log_likelihood(v) + self.prior.log_prior(z), v
+            speech_vars = (self.target.nmf.g * s.aux
+                           for s in self.chain.sample(self.config.final_samples))
+            return wiener_gain(self.target.noise_var, speech_vars)
 
-    def with_grad(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(log density per frame, v(z), gradient of the summed log density in z)``.
+    def extras(self, b: int) -> dict:
+        return {"acceptance": self.acceptance}
 
-        The gradient of the mixture term is formed in closed form in ``v``,
-        ``d/dv [-(log Vx + P/Vx)] = g (P - Vx) / Vx^2``, and back-propagated through the
-        decoder (one backward pass, no autograd graph over the ``(freq, time)`` algebra).
-        """
-        g = self.nmf.g
-        with torch.enable_grad():
-            z = z.detach().requires_grad_(True)
-            v = self.prior.decode(z)
-            log_p = self.prior.log_prior(z)
-            with torch.no_grad():
-                vd = v.detach()
-                inv = (g * vd + self.noise_var).reciprocal()
-                p_inv = self.power * inv
-                ll = (torch.log(inv) - p_inv).sum(-2)
-                grad_v = g * (p_inv - 1.0) * inv
-            (grad,) = torch.autograd.grad([v, log_p], [z], [grad_v, torch.ones_like(log_p)])
-        return ll + log_p.detach(), vd, grad
 
-    def rescore(self, state: ChainState) -> ChainState:
-        """The same chain position scored under this target (after an M-step changed the
-        noise parameters): re-uses the carried speech variance, so no decoder pass unless a
-        gradient is needed.
+@register_algorithm("mcem")
+class MCEMStep(ChainStep):
+    """MCEM's E-step: random-walk Metropolis–Hastings from the encoder mean (Leglaive, Girin,
+    Horaud, MLSP 2018)."""
 
-        Args:
-            state: a chain state whose ``aux`` is ``v(z)``.
+    config_class = MCEMConfig
+    summary = ("Monte Carlo EM, random-walk Metropolis-Hastings E-step (Leglaive, Girin, "
+               "Horaud, MLSP 2018)")
+    kernel = staticmethod(rw_metropolis_step)
 
-        Returns:
-            the :class:`ChainState` at ``state.z`` under this target (with a gradient if
-            ``state`` had one).
-        """
-        if state.grad is not None:
-            lp, v, grad = self.with_grad(state.z)
-            return ChainState(state.z, lp, v, grad)
+    def make_chain(self, target: LatentPosterior) -> MarkovChain:
         with torch.no_grad():
-            lp = self.log_likelihood(state.aux) + self.prior.log_prior(state.z)
-        return ChainState(state.z, lp, state.aux)
+            z0 = self.prior.encode(self.power).mean
+            return MarkovChain(self.kernel_for(target), init_state(target, z0),
+                               self.config.proposal_var, self.generators[0])
+
+    def e_step(self, nmf: NMFNoise) -> EStep:
+        with torch.no_grad():
+            return super().e_step(nmf)
 
 
-def _check_mixture(prior: Prior, mixture_stft: torch.Tensor) -> torch.Tensor:
-    """Check a mixture STFT and return its power spectrogram (time-major layout).
-
-    Raises:
-        ValueError: shape other than ``(1, freq, time)`` or a frequency size other than the
-            prior's.
-    """
-    if mixture_stft.dim() != 3 or mixture_stft.shape[0] != 1:
-        raise ValueError(f"mixture_stft must have shape (1, freq, time), "
-                         f"got {tuple(mixture_stft.shape)}")
-    if mixture_stft.shape[1] != prior.stft_config.n_freq:
-        raise ValueError(f"mixture has {mixture_stft.shape[1]} frequency bins, the prior "
-                         f"expects {prior.stft_config.n_freq}")
-    return time_major(mixture_stft.abs().square())
-
-
-def _gain_options(gain: str) -> dict:
-    """Keyword arguments of :func:`m_step` for a ``gain`` setting."""
-    return {"update_gain": gain != "none", "global_gain": gain == "global"}
-
-
-def _initial_noise(power: torch.Tensor, rank: int, level: float,
-                  generator: torch.Generator | None) -> NMFNoise:
-    """:func:`init_nmf` with ``H`` scaled by ``level`` (the VEM initialisation)."""
-    nmf = init_nmf(power, rank, generator)
-    return NMFNoise(nmf.W, nmf.H * level, nmf.g)
-
-
-def _frame_blocks(prior: Prior, n_frames: int, block_frames: int | None,
-                 device) -> Iterator[torch.Tensor] | None:
-    """Endless cycle of ``(time,)`` 0/1 masks of consecutive blocks of frames, or None when
-    the prior factorises over frames or no blocking is asked for."""
-    if prior.frame_factorised or block_frames is None or block_frames >= n_frames:
-        return None
-    masks = []
-    for start in range(0, n_frames, block_frames):
-        m = torch.zeros(n_frames, device=device)
-        m[start:start + block_frames] = 1.0
-        masks.append(m)
-    return itertools.cycle(masks)
-
-
-def _make_kernel(step_fn, target, frame_factorised: bool, blocks):
-    """Bind a kernel (:func:`rw_metropolis_step` or :func:`mala_step`) to a target; with
-    ``blocks``, each call moves the next block of frames."""
-
-    def kernel(state, step_size, generator):
-        block = None if blocks is None else next(blocks)
-        return step_fn(state, target, step_size, generator,
-                       frame_factorised=frame_factorised, block=block)
-
-    return kernel
-
-
-def _sample_cost(prior: Prior, states: list[ChainState], n_bins: int) -> float:
-    """Mean per-bin cost ``P / Vx + log Vx`` of chain states, read off their log densities
-    (``log_prob - log p(z)``), so no pass over the ``(freq, time)`` tensors."""
-    with torch.no_grad():
-        total = sum(float((s.log_prob - prior.log_prior(s.z)).sum()) for s in states)
-    return -total / n_bins
-
-
-def _wiener_from_chain(chain: MarkovChain, target: LatentPosterior, n: int,
-                      mixture_stft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Speech and noise STFTs from the Wiener gain averaged over ``n`` chain states (and
-    over the chains, the leading dimension of the state, if any)."""
-    speech_vars = (target.nmf.g * state.aux for state in chain.sample(n))
-    return average_wiener(mixture_stft, target.noise_var, speech_vars)
-
-
-@register_algorithm("mcem", MCEMConfig, "Monte Carlo EM, random-walk Metropolis-Hastings "
-                    "E-step (Leglaive, Girin, Horaud, MLSP 2018)")
 def mcem(prior: Prior, mixture_stft: torch.Tensor, config: MCEMConfig = MCEMConfig(),
-         generator: torch.Generator | None = None) -> SamplingResult:
+         generator: torch.Generator | None = None) -> EMResult:
     """Enhance one mixture STFT with MCEM (random-walk Metropolis–Hastings E-step).
 
     Algorithm (one chain, carried over the iterations):
 
     1. ``z`` <- encoder mean of the noisy power spectrogram (``prior.encode``: the encoder
-       mean path for a sequential encoder); ``W, H`` random (as VEM),
-       ``g = 1``.
+       mean path for a sequential encoder); ``W, H`` random (as VEM), ``g = 1``.
     2. Each iteration: ``burnin`` MH steps, then ``samples`` kept MH steps whose decoded
-       speech variances feed ``m_steps`` passes of :func:`m_step`.
+       speech variances feed ``m_steps`` passes of the M-step.
     3. Final E-step: ``final_burnin`` + ``final_samples`` MH steps; the Wiener gain is
        averaged over the kept ones.
 
@@ -327,10 +195,7 @@ def mcem(prior: Prior, mixture_stft: torch.Tensor, config: MCEMConfig = MCEMConf
             gives the same result.
 
     Returns:
-        :class:`SamplingResult`.
-
-    Shape:
-        ``mixture_stft (1, freq, time)`` -> ``speech, noise (1, freq, time)``.
+        :class:`~speechvae.enhancement.em.EMResult` (with the acceptance rates).
 
     Raises:
         ValueError: wrong shape or frequency size.
@@ -338,33 +203,4 @@ def mcem(prior: Prior, mixture_stft: torch.Tensor, config: MCEMConfig = MCEMConf
     References:
         Leglaive, Girin, Horaud, IEEE MLSP 2018.
     """
-    power = _check_mixture(prior, mixture_stft)
-    n_frames = power.shape[-1]
-    with torch.no_grad():
-        z0 = prior.encode(power).mean
-        nmf = _initial_noise(power, config.nmf_rank, config.init_noise_level, generator)
-    target = LatentPosterior(prior, power, nmf)
-    blocks = _frame_blocks(prior, n_frames, config.block_frames, power.device)
-    factorised = prior.frame_factorised
-    chain = MarkovChain(_make_kernel(rw_metropolis_step, target, factorised, blocks),
-                        init_state(target, z0), config.proposal_var, generator)
-    objective: list[float] = []
-    acceptance: list[float] = []
-    it = 0
-    with torch.no_grad():
-        for it in range(1, config.iterations + 1):
-            chain.warmup(config.burnin)
-            kept = list(chain.sample(config.samples))
-            vs = torch.stack([s.aux for s in kept])  # (R, 1, F, T)
-            acceptance.append(chain.last_accept)
-            objective.append(_sample_cost(prior, kept, vs.numel()))
-            for _ in range(config.m_steps):
-                nmf = m_step(power, vs, nmf, **_gain_options(config.gain))
-            target = LatentPosterior(prior, power, nmf)
-            chain.kernel = _make_kernel(rw_metropolis_step, target, factorised, blocks)
-            chain.state = target.rescore(chain.state)
-            if config.tol > 0 and it >= 2 and abs(objective[-1] - objective[-2]) < config.tol:
-                break
-        chain.warmup(config.final_burnin)
-        speech, noise = _wiener_from_chain(chain, target, config.final_samples, mixture_stft)
-    return SamplingResult(speech, noise, nmf, objective, it, acceptance)
+    return get_algorithm("mcem").run(prior, mixture_stft, config, generator)

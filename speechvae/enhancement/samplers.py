@@ -21,6 +21,7 @@ Shapes: ``z (..., latent, time)``; per-frame log densities and acceptance probab
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -33,6 +34,8 @@ __all__ = [
     "LogDensityGrad",
     "MarkovChain",
     "autograd_log_density",
+    "bind_kernel",
+    "frame_blocks",
     "init_state",
     "mala_step",
     "rw_metropolis_step",
@@ -383,6 +386,35 @@ class MarkovChain:
                 count += 1
             yield self.state
         self.last_accept = total / count if count else math.nan
+
+
+def frame_blocks(n_frames: int, block_frames: int | None, device,
+                 frame_factorised: bool = False) -> Iterator[torch.Tensor] | None:
+    """Endless cycle of ``(time,)`` 0/1 masks of consecutive blocks of ``block_frames``
+    frames (the ``block`` argument of the kernels), or None when the target factorises over
+    frames, no blocking is asked for, or one block would cover the sequence."""
+    if frame_factorised or block_frames is None or block_frames >= n_frames:
+        return None
+    masks = []
+    for start in range(0, n_frames, block_frames):
+        m = torch.zeros(n_frames, device=device)
+        m[start:start + block_frames] = 1.0
+        masks.append(m)
+    return itertools.cycle(masks)
+
+
+def bind_kernel(step_fn, target, frame_factorised: bool,
+                blocks: Iterator[torch.Tensor] | None) -> Kernel:
+    """A :class:`MarkovChain` kernel ``(state, step_size, generator) -> (state, accept)``
+    from :func:`rw_metropolis_step` or :func:`mala_step` and a target; with ``blocks``
+    (:func:`frame_blocks`), each call moves the next block of frames."""
+
+    def kernel(state, step_size, generator):
+        block = None if blocks is None else next(blocks)
+        return step_fn(state, target, step_size, generator,
+                       frame_factorised=frame_factorised, block=block)
+
+    return kernel
 
 
 # -- generalised inverse Gaussian ----------------------------------------------------------

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..checkpoint import CheckpointError, atomic_torch_save, safe_torch_load, versions
 from ..registry import ClassRegistry
 from ..stft import DEFAULT_STFT, STFTConfig
 
@@ -54,26 +54,7 @@ CHECKPOINT_FORMAT = "speechvae-prior"
 CHECKPOINT_VERSION = 1
 
 
-def flush_denormals() -> bool:
-    """Flush subnormal floats to zero on the CPU (``torch.set_flush_denormal``), for the
-    process, unless the environment sets ``SPEECHVAE_DENORMALS=keep``.
-
-    Called once when :mod:`speechvae.priors` is imported. Trained LSTM priors produce
-    subnormal gradients that x86 CPUs handle in microcode: one RVAE training step took 1.24 s
-    with them and 0.18 s without (1 thread, batch 32 x 50 frames; the numbers differ from the
-    kept-subnormal ones only below 1e-38). Returns whether flushing is on.
-    """
-    if os.environ.get("SPEECHVAE_DENORMALS", "").lower() == "keep":
-        return False
-    return bool(torch.set_flush_denormal(True))
-
-
-DENORMALS_FLUSHED = flush_denormals()
 _REGISTRY = ClassRegistry("prior")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is not a speechvae prior, is corrupt, or cannot be loaded safely."""
 
 
 @dataclass
@@ -192,6 +173,66 @@ class Prior(nn.Module):
         z = posterior.mean + noise_scale * torch.exp(0.5 * posterior.logvar) * eps
         return z, posterior
 
+    def posterior_draws(self, params: dict[str, torch.Tensor], power: torch.Tensor,
+                        eps: torch.Tensor, lengths: list[int]
+                        ) -> tuple[torch.Tensor, Posterior]:
+        """Reparameterised draws of ``q(z | power)`` for a batch of files, each file with its
+        own encoder parameters: what per-file inference (VEM fine-tunes one copy of the
+        encoder per file) needs, with no knowledge of the prior's kind.
+
+        File ``b`` uses ``params[name][b]`` for every encoder parameter ``name`` (as in
+        :meth:`named_parameters`); gradients flow to ``params``. File ``b``'s draws equal
+        :meth:`sample_posterior`'s with those parameters for the same noise ``eps[:, b]``,
+        to float rounding, and its valid frames do not depend on its padded ones.
+
+        This default serves encoders whose parameters do not depend on the draw: the
+        encoder runs under :func:`torch.func.vmap` over the files (with the padding mask,
+        see :meth:`encode`), then ``z = mean + exp(logvar / 2) eps``. Priors with a
+        sequential encoder override it.
+
+        Args:
+            params: encoder parameters stacked on a leading file axis, ``(batch, ...)``.
+            power: power spectrogram ``(batch, freq, time)``, right-padded.
+            eps: standard normal noise ``(draws, batch, latent, time)``.
+            lengths: valid frames per file, ``batch`` ints in ``[1, time]``.
+
+        Returns:
+            ``(z, posterior)``: ``z (draws, batch, latent, time)``; the posterior
+            ``(batch, latent, time)`` (shared by the draws) or, for a sequential encoder,
+            ``(draws, batch, latent, time)``.
+
+        References:
+            Kingma & Welling, ICLR 2014 (reparameterisation); per-file encoder fine-tuning
+            as in VEM (Leglaive et al., ICASSP 2020; Bie et al., TASLP 2022).
+        """
+        view = MethodView(self)
+        named = {f"prior.{k}": v for k, v in params.items()}
+        n_files, _, n_frames = power.shape
+        if n_files == 1:
+            mean, logvar = torch.func.functional_call(
+                view, {k: v[0] for k, v in named.items()}, ("encode_pair", power, None))
+        else:
+            mask = (torch.arange(n_frames, device=power.device)[None, :]
+                    < torch.tensor(lengths, device=power.device)[:, None]).to(power.dtype)
+
+            def one(p, x, m):
+                mean, logvar = torch.func.functional_call(view, p, ("encode_pair", x[None],
+                                                                    m[None]))
+                return mean[0], logvar[0]
+
+            mean, logvar = torch.func.vmap(one)(named, power, mask)
+        return mean + torch.exp(0.5 * logvar) * eps, Posterior(mean, logvar)
+
+    def encode_pair(self, power: torch.Tensor, mask: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`encode` as a ``(mean, logvar)`` pair of tensors (for functional calls);
+        ``mask`` is passed on when given (encoders that mix frames must honour it)."""
+        if mask is None or self.frame_factorised:  # a frame-wise encoder ignores padding
+            post = self.encode(power)
+        else:
+            post = self.encode(power, mask=mask)
+        return post.mean, post.logvar
+
     def decode(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Speech variance ``v`` (linear power units), ``(..., freq, time)`` from
         ``z`` of shape ``(..., latent, time)``. ``mask`` (``(batch, time)``, right padding,
@@ -269,6 +310,19 @@ class Prior(nn.Module):
         return save_prior(self, path, metadata)
 
 
+class MethodView(nn.Module):
+    """Holds a prior as the submodule ``prior`` and calls one of its methods by name, so
+    that :func:`torch.func.functional_call` can run any method with substituted
+    parameters (named ``"prior." + name``)."""
+
+    def __init__(self, prior: Prior):
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, method: str, *args):
+        return getattr(self.prior, method)(*args)
+
+
 class StandardNormalLatent:
     """Mixin for priors whose latent prior is ``z_t ~ N(0, I)`` iid over frames (the VAE and
     the RVAE): analytic per-frame KL, ``log p(z)`` and sampling. Put it before the
@@ -319,12 +373,6 @@ def available_priors() -> list[str]:
     return _REGISTRY.names()
 
 
-def _versions() -> dict:
-    from .. import __version__
-
-    return {"speechvae": str(__version__), "torch": str(torch.__version__)}
-
-
 def save_prior(prior: Prior, path: str | os.PathLike, metadata: dict | None = None) -> Path:
     """Write ``{format, name, config, stft, state_dict, versions, metadata}`` to ``path``.
 
@@ -341,50 +389,11 @@ def save_prior(prior: Prior, path: str | os.PathLike, metadata: dict | None = No
         "config": dataclasses.asdict(prior.config),
         "stft": prior.stft_config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in prior.state_dict().items()},
-        "versions": _versions(),
+        "versions": versions(),
         "metadata": dict(metadata or {}),
     }
     atomic_torch_save(payload, path)
     return path
-
-
-def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the destination folder, then rename."""
-    path = Path(path)
-    from ..audio import _temp_beside
-
-    tmp = _temp_beside(path, ".part")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def safe_torch_load(path: str | os.PathLike, map_location="cpu"):
-    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``):
-    a pickle that would build any other object (and so could run code) is refused.
-
-    Raises:
-        CheckpointError: missing file, not a torch file, or a disallowed pickled object.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 -- UnpicklingError, RuntimeError for non-zip files, ...
-        text = str(exc)
-        match = re.search(r"GLOBAL ([\w.]+)", text)
-        if match:
-            raise CheckpointError(f"{path}: refused: the checkpoint holds a disallowed pickled "
-                                  f"object ({match.group(1)}); only tensors and plain values "
-                                  "are loaded") from None
-        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: unreadable checkpoint ({first})") from None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu",

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .base import EPS, Posterior, Prior
+from .base import EPS, MethodView, Posterior, Prior
 
 __all__ = ["RECURRENCES", "SequentialPrior", "mask_lengths", "reverse_padded"]
 
@@ -146,6 +146,26 @@ class SequentialPrior(Prior):
                    lengths: torch.Tensor | None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def posterior_draws(self, params: dict[str, torch.Tensor], power: torch.Tensor,
+                        eps: torch.Tensor, lengths: list[int]
+                        ) -> tuple[torch.Tensor, Posterior]:
+        """Per-file draws with per-file encoder parameters (see
+        :meth:`Prior.posterior_draws`): one file runs the fast recurrence with its
+        parameters substituted; several run :meth:`grouped_posterior` (the per-frame loop
+        once for the batch).
+
+        Returns:
+            ``(z, posterior)``, each ``(draws, batch, latent, time)``.
+        """
+        if power.shape[0] == 1:
+            self._check_power(power)
+            z, mean, logvar = torch.func.functional_call(
+                MethodView(self), {f"prior.{k}": v[0] for k, v in params.items()},
+                ("_posterior", power, eps, None))
+        else:
+            z, mean, logvar = self.grouped_posterior(params, power, eps, lengths)
+        return z, Posterior(mean, logvar)
 
     def grouped_posterior(self, params: dict[str, torch.Tensor], power: torch.Tensor,
                           eps: torch.Tensor, lengths: Sequence[int]

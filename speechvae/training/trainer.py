@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from .. import distributed as D
-from ..priors.base import Prior, atomic_torch_save, safe_torch_load, save_prior
+from ..checkpoint import atomic_torch_save, safe_torch_load
+from ..priors.base import Prior, save_prior
 from .data import SegmentSampler, SpectrogramCache
 
 __all__ = ["TrainConfig", "evaluate_prior", "train_prior"]

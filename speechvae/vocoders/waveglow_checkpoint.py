@@ -31,7 +31,8 @@ from pathlib import Path
 
 import torch
 
-from ..priors.base import CheckpointError, _versions, atomic_torch_save
+from ..checkpoint import CheckpointError, atomic_torch_save, versions
+
 from .waveglow import DEFAULT_WAVEGLOW, WaveGlow, WaveGlowConfig
 
 __all__ = ["RestrictedUnpickler", "load_waveglow", "save_waveglow", "waveglow_state_dict"]
@@ -45,7 +46,7 @@ def save_waveglow(model: WaveGlow, path: str | os.PathLike, metadata: dict | Non
     ``weights_only=True``)."""
     payload = {"format": FORMAT, "name": "waveglow", "config": model.config.to_dict(),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "versions": _versions(), "metadata": dict(metadata or {})}
+               "versions": versions(), "metadata": dict(metadata or {})}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(payload, path)

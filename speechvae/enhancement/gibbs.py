@@ -1,18 +1,6 @@
-r"""MCMC speech enhancement: Langevin (MALA) EM, and the fully Bayesian Gibbs sampler of
-Bando et al. (2018).
+r"""The fully Bayesian Gibbs sampler of Bando et al. (ICASSP 2018), ``"bando"``.
 
-**MALA-EM** (``"mala"``). The E-step of :mod:`~speechvae.enhancement.mcem` with the random
-walk replaced by Metropolis-adjusted Langevin chains on ``z`` (Roberts & Tweedie 1996),
-targeting ``p(z | x; W, H, g) ∝ p(x | z; W, H, g) p(z)``. Several chains run as one batch
-(the chain axis leads: ``z (chains, 1, latent, time)``), which suits a GPU; the step size is
-adapted per frame (per sequence for a non-factorised prior) during each E-step's warm-up
-toward an acceptance rate of 0.574 (Roberts & Rosenthal 1998) and held fixed for the kept
-samples. The M-step is the shared :func:`~speechvae.enhancement.nmf.m_step` fed with every
-chain's kept samples. Later work on unsupervised speech enhancement samples the same kind of
-posterior with Langevin dynamics and MALA (Sadeghi & Serizel, arXiv:2309.10439, 2023, with
-a recurrent VAE).
-
-**Bando** (``"bando"``). Fully Bayesian: the noise NMF has gamma priors and every unknown
+Fully Bayesian: the noise NMF has gamma priors and every unknown
 is sampled (Bando, Mimura, Itoyama, Yoshii, Kawahara, ICASSP 2018). Our model:
 
 .. math::
@@ -66,10 +54,8 @@ paper samples ``W, H`` exactly this way or through a variational-style auxiliary
 the gamma prior on the gain, the warm start, and the hyperparameters.
 
 References:
-    Roberts & Tweedie, Bernoulli 1996 (MALA); Roberts & Rosenthal, JRSS-B 1998; Bando et
-    al., ICASSP 2018; Sadeghi & Serizel, arXiv:2309.10439, 2023; Févotte, Bertin &
-    Durrieu, Neural Computation 2009; van Dyk & Park, JASA 2008; Hörmann & Leydold,
-    Statistics and Computing 2014 (GIG draws).
+    Bando et al., ICASSP 2018; Févotte, Bertin & Durrieu, Neural Computation 2009; van Dyk &
+    Park, JASA 2008; Hörmann & Leydold, Statistics and Computing 2014 (GIG draws).
 """
 from __future__ import annotations
 
@@ -78,181 +64,32 @@ from dataclasses import dataclass
 import torch
 
 from ..priors.base import Prior
-from .algorithms import register_algorithm
-from .mcem import (
-    LatentPosterior,
-    SamplingResult,
-    _check_common,
-    _check_mixture,
-    _check_positive,
-    _frame_blocks,
-    _gain_options,
-    _initial_noise,
-    _make_kernel,
-    _sample_cost,
-    _wiener_from_chain,
+from .algorithms import get_algorithm, register_algorithm
+from .em import EMResult, EStep, InferenceStep
+from .mcem import check_counts
+from .model import EMConfig, LatentPosterior, NMFNoise, gain_options, m_step
+from .samplers import (
+    MarkovChain,
+    bind_kernel,
+    frame_blocks,
+    init_state,
+    rw_metropolis_step,
+    sample_gig,
 )
-from .nmf import NMFNoise, m_step
-from .samplers import MarkovChain, init_state, mala_step, rw_metropolis_step, sample_gig
 
 __all__ = [
     "BandoConfig",
-    "MALAConfig",
+    "GibbsStep",
     "bando",
     "gamma_nmf_gain_conditional",
     "gamma_nmf_h_conditional",
     "gamma_nmf_w_conditional",
-    "mala",
     "sample_sources",
 ]
 
 
-# -- MALA-EM ---------------------------------------------------------------------------------
-
 @dataclass(frozen=True)
-class MALAConfig:
-    """Settings of MALA-EM (our defaults; the MCEM structure of Leglaive et al. 2018 with a
-    MALA kernel, Roberts & Tweedie 1996).
-
-    Attributes:
-        iterations: EM iterations (50, as VEM).
-        nmf_rank: NMF rank ``K`` (8).
-        chains: MALA chains run in parallel (one batch). They start from independent draws
-            of the encoder's ``q(z | x)`` on the noisy power spectrogram (see
-            ``init_spread``).
-        burnin: MALA steps per E-step during which the step size adapts (5).
-        samples: kept steps per chain and E-step; the M-step gets ``chains * samples``
-            samples (1, so 4 samples per M-step).
-        step_size: initial step size ``eps`` (noise variance; the drift is
-            ``eps / 2 * grad``), 0.01 like the MCEM proposal variance.
-        target_accept: acceptance rate aimed at during warm-up (0.574, optimal for MALA in
-            high dimension, Roberts & Rosenthal 1998).
-        adapt_gain: gain of the log-step-size adaptation.
-        init_spread: the chains start at ``mean + init_spread * std * N(0, I)`` of the
-            encoder's ``q(z | x)`` (1: draws of ``q``, over-dispersed starts as usual for
-            several chains; 0: every chain at the encoder mean, as MCEM). For a sequential
-            encoder each frame's ``mean, std`` are those given the chain's own past
-            (:meth:`~speechvae.priors.Prior.sample_posterior` with
-            ``noise_scale=init_spread``).
-        final_burnin: steps before the final Wiener filter (adapting too; 20).
-        final_samples: kept steps per chain for the final Wiener filter (4, so 16 samples
-            with 4 chains, as VEM's ``wiener_samples``).
-        tol, m_steps, gain, init_noise_level, block_frames: as :class:`MCEMConfig`.
-    """
-
-    iterations: int = 50
-    nmf_rank: int = 8
-    chains: int = 4
-    burnin: int = 5
-    samples: int = 1
-    step_size: float = 0.01
-    target_accept: float = 0.574
-    adapt_gain: float = 0.5
-    init_spread: float = 1.0
-    final_burnin: int = 20
-    final_samples: int = 4
-    tol: float = 0.0
-    m_steps: int = 1
-    gain: str = "frame"
-    init_noise_level: float = 1.0
-    block_frames: int | None = None
-
-    def __post_init__(self):
-        _check_common(self)
-        _check_positive(self, "chains", "samples", "final_samples", "m_steps")
-        _check_positive(self, "burnin", "final_burnin", allow_zero=("burnin", "final_burnin"))
-        if not self.step_size > 0:
-            raise ValueError(f"step_size must be positive, got {self.step_size}")
-        if not self.init_spread >= 0:
-            raise ValueError(f"init_spread must be >= 0, got {self.init_spread}")
-        if not 0 < self.target_accept < 1:
-            raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept}")
-
-
-class _GradTarget:
-    """A :class:`LatentPosterior` seen as a :data:`LogDensityGrad`."""
-
-    def __init__(self, target: LatentPosterior):
-        self.target = target
-
-    def __call__(self, z):
-        return self.target.with_grad(z)
-
-
-@register_algorithm("mala", MALAConfig, "Monte Carlo EM with batched Metropolis-adjusted "
-                    "Langevin chains (Roberts & Tweedie 1996)")
-def mala(prior: Prior, mixture_stft: torch.Tensor, config: MALAConfig = MALAConfig(),
-         generator: torch.Generator | None = None) -> SamplingResult:
-    """Enhance one mixture STFT with MALA-EM: MCEM whose E-step runs batched MALA chains.
-
-    Args:
-        prior: a pretrained prior (unchanged; ``sample_posterior``, ``decode``,
-            ``log_prior`` and ``frame_factorised`` are used, and gradients flow through
-            ``decode``).
-        mixture_stft: complex STFT of the mixture, ``(1, freq, time)``.
-        config: :class:`MALAConfig`.
-        generator: random generator (on the mixture's device) of every draw.
-
-    Returns:
-        :class:`~speechvae.enhancement.mcem.SamplingResult`, with the adapted per-frame step
-        sizes in ``step_size``.
-
-    Shape:
-        ``mixture_stft (1, freq, time)`` -> ``speech, noise (1, freq, time)``; chain states
-        ``z (chains, 1, latent, time)``.
-
-    Raises:
-        ValueError: wrong shape or frequency size.
-
-    References:
-        Roberts & Tweedie, Bernoulli 1996; Roberts & Rosenthal, JRSS-B 1998; Leglaive,
-        Girin, Horaud, MLSP 2018 (the MCEM around it); Sadeghi & Serizel,
-        arXiv:2309.10439, 2023 (Langevin/MALA posterior sampling for unsupervised speech
-        enhancement).
-    """
-    power = _check_mixture(prior, mixture_stft)
-    n_frames = power.shape[-1]
-    factorised = prior.frame_factorised
-    with torch.no_grad():
-        # chains start from draws of q(z | x) with the noise scaled by init_spread
-        z0, _ = prior.sample_posterior(power, generator, num_samples=config.chains,
-                                       noise_scale=config.init_spread)  # (C, 1, L, T)
-        nmf = _initial_noise(power, config.nmf_rank, config.init_noise_level, generator)
-    target = LatentPosterior(prior, power, nmf)
-    blocks = _frame_blocks(prior, n_frames, config.block_frames, power.device)
-    # step size per frame (shared by the chains) or per sequence, in the per-frame layout
-    step_shape = (1, 1, n_frames) if factorised else (1, 1, 1)
-    step = torch.full(step_shape, config.step_size, device=power.device, dtype=power.dtype)
-    chain = MarkovChain(_make_kernel(mala_step, _GradTarget(target), factorised, blocks),
-                        init_state(_GradTarget(target), z0, with_grad=True), step, generator,
-                        target_accept=config.target_accept, adapt_gain=config.adapt_gain)
-    objective: list[float] = []
-    acceptance: list[float] = []
-    it = 0
-    for it in range(1, config.iterations + 1):
-        chain.warmup(config.burnin)
-        kept = list(chain.sample(config.samples))
-        vs = torch.cat([s.aux for s in kept])  # (S*C, 1, F, T)
-        acceptance.append(chain.last_accept)
-        objective.append(_sample_cost(prior, kept, vs.numel()))
-        with torch.no_grad():
-            for _ in range(config.m_steps):
-                nmf = m_step(power, vs, nmf, **_gain_options(config.gain))
-        target = LatentPosterior(prior, power, nmf)
-        chain.kernel = _make_kernel(mala_step, _GradTarget(target), factorised, blocks)
-        chain.state = target.rescore(chain.state)
-        if config.tol > 0 and it >= 2 and abs(objective[-1] - objective[-2]) < config.tol:
-            break
-    chain.warmup(config.final_burnin)
-    with torch.no_grad():
-        speech, noise = _wiener_from_chain(chain, target, config.final_samples, mixture_stft)
-    return SamplingResult(speech, noise, nmf, objective, it, acceptance, chain.step_size)
-
-
-# -- Bando et al. (2018): Gibbs sampling of a gamma-prior NMF, MH on z --------------------------
-
-@dataclass(frozen=True)
-class BandoConfig:
+class BandoConfig(EMConfig):
     """Settings of the fully Bayesian sampler after Bando et al. (ICASSP 2018).
 
     The gamma priors' *shapes* are settings; their *rates* are set from the data so that the
@@ -283,12 +120,15 @@ class BandoConfig:
         gain: ``"frame"`` (one gain per frame), ``"global"`` (one per signal) or ``"none"``
             (``g = 1``, not sampled).
         init_noise_level: initial level of ``W H`` relative to the mean mixture power.
-        block_frames: as :class:`MCEMConfig` (non-factorised priors only).
+        block_frames: as :class:`~speechvae.enhancement.mcem.MCEMConfig` (non-factorised
+            priors only).
+        tol, tol_window: the shared stopping rule (:class:`~speechvae.enhancement.model.EMConfig`)
+            on the per-sweep cost; off by default (a sampler is not an optimiser).
+        m_steps: M-step passes per warm-start iteration.
     """
 
     iterations: int = 200
     samples: int = 100
-    nmf_rank: int = 8
     mh_steps: int = 1
     init_iterations: int = 20
     init_mh_steps: int = 5
@@ -296,14 +136,14 @@ class BandoConfig:
     w_shape: float = 1.0
     h_shape: float = 1.0
     g_shape: float = 1.0
-    gain: str = "frame"
-    init_noise_level: float = 1.0
     block_frames: int | None = None
 
     def __post_init__(self):
-        _check_common(self)
-        _check_positive(self, "samples", "mh_steps", "init_mh_steps")
-        _check_positive(self, "init_iterations", allow_zero=("init_iterations",))
+        super().__post_init__()
+        check_counts(self, "samples", "mh_steps", "init_mh_steps")
+        check_counts(self, "init_iterations", low=0)
+        if self.block_frames is not None:
+            check_counts(self, "block_frames")
         for name in ("proposal_var", "w_shape", "h_shape", "g_shape"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -459,10 +299,92 @@ def gamma_nmf_gain_conditional(speech_power: torch.Tensor, speech_var: torch.Ten
     return g.expand(*speech_power.shape[:-2], 1, speech_power.shape[-1])
 
 
-@register_algorithm("bando", BandoConfig, "fully Bayesian: Gibbs sampling of a gamma-prior "
-                    "NMF noise model and MH on z (Bando et al., ICASSP 2018)")
+@register_algorithm("bando")
+class GibbsStep(InferenceStep):
+    """Bando's sampler in the EM driver: the "E-step" is the MH move on ``z`` (collapsed
+    over the components), the "M-step" the Gibbs draws of ``C, W, H, g``, and the speech
+    estimate the Wiener gain averaged over the kept sweeps (Rao–Blackwellised)."""
+
+    config_class = BandoConfig
+    summary = ("fully Bayesian: Gibbs sampling of a gamma-prior NMF noise model and MH on z "
+               "(Bando et al., ICASSP 2018)")
+
+    def start(self, nmf: NMFNoise) -> NMFNoise:
+        config, power, prior = self.config, self.power, self.prior
+        _, n_freq, n_frames = power.shape
+        self.factorised = prior.frame_factorised
+        self.w_rate = config.w_shape * n_freq
+        self.h_rate = config.h_shape * config.nmf_rank / (n_freq * power.mean().clamp_min(1e-30))
+        self.blocks = frame_blocks(n_frames, config.block_frames, power.device, self.factorised)
+        with torch.no_grad():
+            z0 = prior.encode(power).mean
+            target = LatentPosterior(prior, power, nmf)
+            self.chain = MarkovChain(self._kernel(target), init_state(target, z0),
+                                     config.proposal_var, self.generators[0])
+            for _ in range(config.init_iterations):  # warm start: a short MCEM
+                self.chain.warmup(config.init_mh_steps)
+                for _ in range(config.m_steps):
+                    nmf = m_step(power, self.chain.state.aux[None], nmf,
+                                 **gain_options(config.gain))
+                target = LatentPosterior(prior, power, nmf)
+                self.chain.kernel = self._kernel(target)
+                self.chain.state = target.rescore(self.chain.state)
+        self.gain_sum = torch.zeros_like(power)
+        self.kept = 0
+        self.sweep = 0
+        self.first_kept = max(0, config.iterations - config.samples)
+        self.acceptance: list[float] = []
+        return nmf
+
+    def _kernel(self, target: LatentPosterior):
+        return bind_kernel(rw_metropolis_step, target, self.factorised, self.blocks)
+
+    def e_step(self, nmf: NMFNoise) -> EStep:
+        # 1. z | x, W, H, g (collapsed over the components)
+        with torch.no_grad():
+            target = LatentPosterior(self.prior, self.power, nmf)
+            self.chain.kernel = self._kernel(target)
+            self.chain.state = target.rescore(self.chain.state)
+            self.acceptance.append(self.chain.warmup(self.config.mh_steps))
+            cost = target.mean_cost([self.chain.state], self.power.numel())
+            return EStep(self.chain.state.aux[None], [cost])
+
+    def m_step(self, nmf: NMFNoise, estep: EStep) -> NMFNoise:
+        config, gen = self.config, self.generators[0]
+        W, H, g = nmf.W, nmf.H, nmf.g
+        v = estep.speech_var[0]  # (1, F, T)
+        # 2. C | x, z, W, H, g
+        lam = torch.cat([(g * v).unsqueeze(1),
+                         W.transpose(1, 2).unsqueeze(-1) * H.unsqueeze(-2)], dim=1)
+        comp = _sample_sources_real(self.mixture, lam, gen).square_().sum(0)
+        # comp: |c_j|^2, (1, 1 + K, F, T); c_0 the speech image
+        del lam
+        # 3.-5. W | C, H; H | C, W; g | C, z
+        W = gamma_nmf_w_conditional(comp[:, 1:], H, config.w_shape, self.w_rate, gen)
+        H = gamma_nmf_h_conditional(comp[:, 1:], W, config.h_shape, self.h_rate, gen)
+        if config.gain != "none":
+            g = gamma_nmf_gain_conditional(comp[:, 0], v, config.g_shape, config.g_shape,
+                                           gen, config.gain == "global")
+        del comp
+        nmf = NMFNoise(W, H, g)
+        if self.sweep >= self.first_kept:
+            vs = g * v
+            self.gain_sum += vs / (vs + nmf.noise_variance())
+            self.kept += 1
+        self.sweep += 1
+        self.last_gain = (g * v) / (g * v + nmf.noise_variance())
+        return nmf
+
+    def wiener_gain(self, nmf: NMFNoise) -> torch.Tensor:
+        # the sweeps kept (all of them stopped early by a positive tol: the last one)
+        return self.gain_sum / self.kept if self.kept else self.last_gain
+
+    def extras(self, b: int) -> dict:
+        return {"acceptance": self.acceptance}
+
+
 def bando(prior: Prior, mixture_stft: torch.Tensor, config: BandoConfig = BandoConfig(),
-          generator: torch.Generator | None = None) -> SamplingResult:
+          generator: torch.Generator | None = None) -> EMResult:
     """Enhance one mixture STFT by Gibbs sampling of ``z, C, W, H, g`` (see the module
     docstring for the model and every conditional).
 
@@ -474,7 +396,7 @@ def bando(prior: Prior, mixture_stft: torch.Tensor, config: BandoConfig = BandoC
         generator: random generator (on the mixture's device) of every draw.
 
     Returns:
-        :class:`~speechvae.enhancement.mcem.SamplingResult`; ``nmf`` holds the last draw of
+        :class:`~speechvae.enhancement.em.EMResult`; ``nmf`` holds the last draw of
         ``W, H, g``, ``objective`` the per-sweep mean of ``P / Vx + log Vx`` at the sweep's
         ``z`` draw.
 
@@ -489,59 +411,4 @@ def bando(prior: Prior, mixture_stft: torch.Tensor, config: BandoConfig = BandoC
         probabilistic integration of variational autoencoder and non-negative matrix
         factorization", ICASSP 2018.
     """
-    power = _check_mixture(prior, mixture_stft)
-    _, n_freq, n_frames = power.shape
-    rank = config.nmf_rank
-    factorised = prior.frame_factorised
-    w_rate = config.w_shape * n_freq
-    h_rate = config.h_shape * rank / (n_freq * power.mean().clamp_min(1e-30))
-    g_rate = config.g_shape
-    with torch.no_grad():
-        z0 = prior.encode(power).mean
-        nmf = _initial_noise(power, rank, config.init_noise_level, generator)
-        target = LatentPosterior(prior, power, nmf)
-        blocks = _frame_blocks(prior, n_frames, config.block_frames, power.device)
-        chain = MarkovChain(_make_kernel(rw_metropolis_step, target, factorised, blocks),
-                            init_state(target, z0), config.proposal_var, generator)
-        for _ in range(config.init_iterations):  # warm start: a short MCEM
-            chain.warmup(config.init_mh_steps)
-            nmf = m_step(power, chain.state.aux[None], nmf, **_gain_options(config.gain))
-            target = LatentPosterior(prior, power, nmf)
-            chain.kernel = _make_kernel(rw_metropolis_step, target, factorised, blocks)
-            chain.state = target.rescore(chain.state)
-        W, H, g = nmf.W, nmf.H, nmf.g
-        gain_sum = torch.zeros_like(power)
-        kept = 0
-        first_kept = max(0, config.iterations - config.samples)
-        objective: list[float] = []
-        acceptance: list[float] = []
-        for sweep in range(config.iterations):
-            # 1. z | x, W, H, g (collapsed over the components)
-            target = LatentPosterior(prior, power, NMFNoise(W, H, g))
-            chain.kernel = _make_kernel(rw_metropolis_step, target, factorised, blocks)
-            chain.state = target.rescore(chain.state)
-            acceptance.append(chain.warmup(config.mh_steps))
-            objective.append(_sample_cost(prior, [chain.state], power.numel()))
-            v = chain.state.aux  # (1, F, T)
-            # 2. C | x, z, W, H, g
-            lam = torch.cat([(g * v).unsqueeze(1),
-                             W.transpose(1, 2).unsqueeze(-1) * H.unsqueeze(-2)], dim=1)
-            comp = _sample_sources_real(mixture_stft, lam, generator).square_().sum(0)
-            # comp: |c_j|^2, (1, 1 + K, F, T); c_0 the speech image
-            del lam
-            # 3.-5. W | C, H; H | C, W; g | C, z
-            W = gamma_nmf_w_conditional(comp[:, 1:], H, config.w_shape, w_rate, generator)
-            H = gamma_nmf_h_conditional(comp[:, 1:], W, config.h_shape, h_rate, generator)
-            if config.gain != "none":
-                g = gamma_nmf_gain_conditional(comp[:, 0], v, config.g_shape, g_rate,
-                                               generator, config.gain == "global")
-            del comp
-            nmf = NMFNoise(W, H, g)
-            vs = g * v
-            noise_var = nmf.noise_variance()
-            if sweep >= first_kept:
-                gain_sum += vs / (vs + noise_var)
-                kept += 1
-        gain = gain_sum / kept
-    return SamplingResult(gain * mixture_stft, (1.0 - gain) * mixture_stft, nmf, objective,
-                          config.iterations, acceptance)
+    return get_algorithm("bando").run(prior, mixture_stft, config, generator)
