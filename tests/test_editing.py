@@ -347,3 +347,179 @@ def test_unvoiced_input_comes_back_unchanged_with_a_warning(editor):
         y = editor.shift_f0(x, 16000, target_hz=200.0)
     assert any("no voiced frame" in str(w.message) for w in caught)
     np.testing.assert_allclose(y, x, atol=1e-6)
+
+
+# -- relative (input-anchored) edits, envelopes, harmonic resynthesis (issue 16) ---------------
+from speechvae.editing import EditConfig, envelope_ratio, true_envelope  # noqa: E402
+from speechvae.editing.harmonic import (  # noqa: E402
+    ENVELOPE_STFT,
+    harmonic_synthesis,
+    lpc_shape,
+    minimum_phase,
+    sample_f0,
+)
+
+
+def _praat_median_f0(y: np.ndarray, sr: int = 16000) -> float:
+    from speechvae.metrics import f0_track
+
+    _, f0 = f0_track(y, sr, method="praat", fmin=60, fmax=500)
+    return float(np.nanmedian(f0))
+
+
+def _burg_median(y: np.ndarray, formant: int, sr: int = 16000) -> float:
+    from speechvae.metrics import formant_tracks
+
+    _, fm = formant_tracks(y, sr, max_formant=5500.0)
+    return float(np.nanmedian(fm[formant - 1, 10:-10]))
+
+
+def test_true_envelope_passes_through_the_harmonic_peaks_without_the_comb():
+    sr, f0 = 16000, 200.0
+    t = np.arange(sr) / sr
+    # harmonics whose amplitudes follow a smooth envelope (one resonance at 1 kHz)
+    amps = {k: 1.0 / np.sqrt(1 + ((k * f0 - 1000) / 300) ** 2) for k in range(1, 40)}
+    x = sum(a * np.cos(2 * np.pi * k * f0 * t) for k, a in amps.items()).astype(np.float32)
+    power = stft(torch.from_numpy(x)).abs().square()[:, 5:-5]
+    env = true_envelope(power, torch.full((power.shape[1],), f0), sr)
+    bins = [round(k * f0 * 1024 / sr) for k in range(2, 30)]
+    peak_db = 10 * torch.log10(power[bins]).mean(1)
+    env_db = 10 * torch.log10(env[bins]).mean(1)
+    assert (peak_db - env_db).abs().max() < 3.0  # through the peaks (dB)
+    # plain cepstral smoothing (no iteration) lies well below them
+    smooth_db = 10 * torch.log10(true_envelope(power, torch.full((power.shape[1],), f0), sr,
+                                               iterations=0)[bins]).mean(1)
+    assert (peak_db - smooth_db).mean() > (peak_db - env_db).mean() + 2.0
+    # and not through the valleys: half-way between harmonics the envelope stays high
+    mid = [round((k + 0.5) * f0 * 1024 / sr) for k in range(2, 30)]
+    valley_db = 10 * torch.log10(power[mid]).mean(1)
+    assert (10 * torch.log10(env[mid]).mean(1) - valley_db).min() > 20
+
+
+def test_envelope_ratio_is_one_for_an_identical_decode_and_is_limited():
+    rng = np.random.default_rng(0)
+    v = torch.from_numpy(rng.uniform(0.1, 10, (513, 12))).float()
+    f0 = torch.full((12,), 150.0)
+    assert torch.equal(envelope_ratio(v, v, f0, f0, 16000), torch.ones_like(v))
+    louder = envelope_ratio(v * 1e4, v, f0, f0, 16000, limit_db=12.0)  # +40 dB
+    torch.testing.assert_close(louder, torch.full_like(v, 10 ** 1.2), rtol=1e-4, atol=0)
+    with pytest.raises(ValueError, match="shapes"):
+        envelope_ratio(v[:, :3], v, f0, f0, 16000)
+
+
+@pytest.mark.parametrize("f0_hz", [110.0, 220.0])
+def test_harmonic_synthesis_has_the_f0_and_the_envelope_it_is_given(f0_hz):
+    sr, n = 16000, 16000
+    frames = n // ENVELOPE_STFT.hop_length + 1
+    freqs = np.arange(257) * sr / 512
+    env = np.exp(-((freqs - 700) / 400) ** 2) + 0.05  # one broad resonance at 700 Hz
+    env_t = torch.from_numpy(np.repeat(env[:, None], frames, 1)).float()
+    y = harmonic_synthesis(env_t, np.full(n, f0_hz), sr)
+    assert abs(_praat_median_f0(y) / f0_hz - 1) < 0.005
+    # each harmonic's STFT peak has the envelope's power there (same window as the grid)
+    from speechvae.stft import stft as _stft
+
+    p = _stft(torch.from_numpy(y), ENVELOPE_STFT).abs().square()[:, 20:-20].mean(1).numpy()
+    for k in (2, 4, 6):
+        b = round(k * f0_hz * 512 / sr)
+        got = p[b - 1: b + 2].max()
+        want = np.interp(k * f0_hz, freqs, env)
+        assert abs(10 * np.log10(got / want)) < 1.0, (k, got, want)
+    # zero where unvoiced; bad arguments are refused
+    assert not harmonic_synthesis(env_t, np.zeros(n), sr).any()
+    with pytest.raises(ValueError, match="bins"):
+        harmonic_synthesis(env_t[:100], np.full(n, f0_hz), sr)
+    with pytest.raises(ValueError, match="phase"):
+        harmonic_synthesis(env_t, np.full(n, f0_hz), sr, phase="random")
+
+
+def test_minimum_phase_of_a_one_pole_filter():
+    a = 0.8  # H(z) = 1 / (1 - a z^-1): minimum phase, known phase response
+    w = 2 * np.pi * np.arange(257) / 512
+    h = 1 / (1 - a * np.exp(-1j * w))
+    theta = minimum_phase(torch.from_numpy(np.abs(h)[:, None] ** 2))
+    np.testing.assert_allclose(theta[:, 0], np.angle(h), atol=1e-3)
+
+
+def test_lpc_shape_finds_a_resonance():
+    sr = 16000
+    rng = np.random.default_rng(0)
+    r, fc = 0.97, 1500.0  # AR(2) with a resonance at 1.5 kHz
+    a1, a2 = -2 * r * np.cos(2 * np.pi * fc / sr), r * r
+    e = rng.standard_normal(sr)
+    x = np.zeros(sr)
+    for i in range(2, sr):
+        x[i] = e[i] - a1 * x[i - 1] - a2 * x[i - 2]
+    shape = lpc_shape(x.astype(np.float32), ENVELOPE_STFT)
+    peak_hz = np.argmax(shape[:, 20:-20].mean(1)) * sr / 512
+    assert abs(peak_hz - fc) < 2 * sr / 512
+
+
+def test_sample_f0_voicing_threshold():
+    times = np.arange(4) * 0.016
+    f0 = np.array([np.nan, 100.0, 120.0, np.nan])
+    q = np.array([0.004, 0.016, 0.024, 0.040])
+    np.testing.assert_allclose(sample_f0(f0, times, q), [0.0, 100.0, 110.0, 0.0])
+    assert sample_f0(f0, times, q, threshold=0.0)[0] > 0  # extended voicing reaches frame 0
+
+
+def test_relative_reconstruction_is_the_input(editor):
+    x = synthesize_vowel(140.0, [640, 1190, 2390, 3300], duration=0.6)
+    a = editor.analyse(x, 16000)
+    ratio = editor.latent_envelope_ratio(a, a.z)
+    assert torch.equal(ratio, torch.ones_like(ratio))  # identity latent change: ratio 1
+    np.testing.assert_allclose(editor.reconstruct(x, 16000), x, atol=1e-5)
+
+
+def test_relative_shift_f0_reaches_the_target_and_keeps_the_formants(editor):
+    x = synthesize_vowel(120.0, [600, 1200, 2500, 3400], duration=0.8)
+    f1_in, f2_in = _burg_median(x, 1), _burg_median(x, 2)
+    for target in (100.0, 200.0):
+        y = editor.shift_f0(x, 16000, target_hz=target)
+        assert abs(_praat_median_f0(y) / target - 1) < 0.01
+        assert abs(_burg_median(y, 1) / f1_in - 1) < 0.08, target
+        assert abs(_burg_median(y, 2) / f2_in - 1) < 0.05, target
+
+
+def test_the_latent_method_stays_selectable():
+    with pytest.raises(ValueError, match="unknown edit method"):
+        EditConfig(method="nope")
+    with pytest.raises(ValueError, match="f0_envelope"):
+        EditConfig(f0_envelope="nope")
+    ed = load_editor(config=EditConfig(method="latent"))
+    x = synthesize_vowel(140.0, [640, 1190, 2390, 3300], duration=0.6)
+    y = ed.shift_f0(x, 16000, target_hz=250.0)
+    assert abs(_pyin_median(y)[0] / 250 - 1) < 0.05
+    # the latent reconstruction is not the input (the decoder smooths it)
+    assert np.abs(ed.reconstruct(x, 16000) - x).max() > 1e-2
+
+
+def test_formant_edit_warns_with_the_achieved_value():
+    x = synthesize_vowel(140.0, [500, 1500, 2500, 3400], duration=0.6)
+    ed = load_editor(config=EditConfig(formant_tolerance=1e-4, formant_correction_steps=1))
+    with pytest.warns(UserWarning, match=r"F1 reached \d+ Hz .* for a 700 Hz target"):
+        y = ed.edit_formant(x, 16000, 1, 700.0)
+    rec = ed.last_formant
+    assert rec["formant"] == 1 and rec["target_hz"] == 700.0
+    assert abs(_burg_median(y, 1) - rec["achieved_hz"]) < 0.1 * rec["achieved_hz"]
+    # a loose tolerance: no warning
+    ed = load_editor(config=EditConfig(formant_tolerance=10.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ed.edit_formant(x, 16000, 1, 700.0)
+
+
+def test_no_import_cycle_between_transforms_and_subspaces():
+    import ast
+    from pathlib import Path
+
+    import speechvae.editing as pkg
+
+    root = Path(pkg.__file__).parent
+
+    def imports(name):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    assert "transforms" not in imports("subspaces")
+    assert not {"transforms", "subspaces"} & imports("common")

@@ -56,12 +56,16 @@ from speechvae.metrics import (
 )
 
 SR = 16000
-METHODS = ("ours", "world", "psola")
+METHODS = ("ours", "world", "psola", "ours-latent", "ours-envedit")
+DEFAULT_METHODS = ("ours", "world", "psola")
+#: variants of the VAE editor: EditConfig settings
+OURS = {"ours": {}, "ours-latent": {"method": "latent"},
+        "ours-envedit": {"f0_envelope": "edit"}}
 TARGETS = (100.0, 150.0, 200.0, 250.0, 300.0)
 FMIN, FMAX = 60.0, 500.0
 FDA_HOP_S = 0.015  # one laryngograph value per 15 ms
 COLUMNS = ("f0 err pyin (%)", "f0 err Praat (%)", "gross pyin (%)", "voicing agr. (%)",
-           "F1 drift (%)", "F2 drift (%)", "F3 drift (%)", "RTF")
+           "voiced kept (%)", "F1 drift (%)", "F2 drift (%)", "F3 drift (%)", "RTF")
 
 
 # -- corpus ----------------------------------------------------------------------------------
@@ -103,9 +107,12 @@ def compare(inp: dict, out: dict, target) -> dict:
     voiced_out = resample_track(out["t_pyin"], out["pyin"], out["t_fm"])
     mask = np.isfinite(voiced_in) & np.isfinite(voiced_out)
     drift = formant_drift(inp["formants"], out["formants"], mask)
+    n = min(inp["pyin"].size, out["pyin"].size)  # outputs are cut to the input's length
+    v_in, v_out = np.isfinite(inp["pyin"][:n]), np.isfinite(out["pyin"][:n])
     return {"f0 err pyin (%)": e_py["median_pct"], "f0 err Praat (%)": e_pr["median_pct"],
             "gross pyin (%)": e_py["gross_pct"],
             "voicing agr. (%)": 100 * voicing_agreement(inp["pyin"], out["pyin"]),
+            "voiced kept (%)": 100 * float(v_out[v_in].mean()) if v_in.any() else np.nan,
             "F1 drift (%)": drift["F1"], "F2 drift (%)": drift["F2"],
             "F3 drift (%)": drift["F3"]}
 
@@ -118,13 +125,13 @@ def fit(y, n: int) -> np.ndarray:
 def make_shifters(methods: list[str], prior: str | None) -> dict:
     shifters = {}
     for m in methods:
-        if m == "ours":
+        if m in OURS:
             try:
-                from speechvae.editing import load_editor
+                from speechvae.editing import EditConfig, load_editor
             except ImportError as exc:
-                sys.exit(f"error: method 'ours' needs speechvae.editing.load_editor ({exc}); "
+                sys.exit(f"error: method {m!r} needs speechvae.editing.load_editor ({exc}); "
                          "run with --method world --method psola")
-            editor = load_editor(prior) if prior else load_editor()
+            editor = load_editor(prior, config=EditConfig(**OURS[m]))
             shifters[m] = editor.shift_f0
         else:
             shifters[m] = F0_SHIFTERS[m]
@@ -294,7 +301,9 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--fda-check-limit", type=int, default=None,
                     help="FDA files of the laryngograph check (default: --fda-limit)")
     ap.add_argument("--method", action="append", choices=METHODS,
-                    help="repeatable; default: ours, world, psola")
+                    help="repeatable; default: ours, world, psola (ours-latent: the earlier "
+                         "decoder-only editor; ours-envedit: ours with the latent edit's "
+                         "envelope change)")
     ap.add_argument("--target", action="append", type=float,
                     help="target f0 in Hz, repeatable; default 100 150 200 250 300")
     ap.add_argument("--prior", default=None,
@@ -308,11 +317,11 @@ def main(argv: list[str] | None = None):
     a = ap.parse_args(argv)
     if not (a.data_root / "manifest.csv").exists():
         sys.exit(f"error: {a.data_root}/manifest.csv not found (give --data-root)")
-    methods = list(dict.fromkeys(a.method or METHODS))
+    methods = list(dict.fromkeys(a.method or DEFAULT_METHODS))
     targets = list(dict.fromkeys(a.target or TARGETS))
     if a.figure and a.figure_target not in targets:
         sys.exit(f"error: --figure-target {a.figure_target:g} is not among the targets")
-    if "ours" in methods:
+    if any(m in OURS for m in methods):
         import torch
 
         torch.set_num_threads(a.threads)
