@@ -135,7 +135,7 @@ def check_outputs(jobs: list[Job], overwrite: bool, skip_existing: bool) -> list
     """Refuse (or skip) jobs whose outputs exist, before anything is processed.
 
     Returns:
-        the jobs left to run.
+        the jobs left to run (``len(jobs) - len(returned)`` were skipped).
 
     Raises:
         CLIError: an output exists and neither ``overwrite`` nor ``skip_existing`` is set,
@@ -177,6 +177,19 @@ def check_input(job: Job) -> None:
     job.duration_s = info.frames / info.samplerate
 
 
+def _parse_rate(ctx, param, value):
+    """``--output-rate``: ``input`` (None) or a rate in Hz."""
+    if value is None or str(value).strip().lower() == "input":
+        return None
+    try:
+        rate = int(value)
+    except ValueError:
+        rate = 0
+    if rate <= 0:
+        raise click.BadParameter(f"{value!r}: expected 'input' or a rate in Hz such as 16000")
+    return rate
+
+
 @click.command(no_args_is_help=True,
                short_help="Denoise audio files with a pretrained prior (VEM/MCEM/MCMC + NMF "
                           "noise).")
@@ -203,49 +216,64 @@ def check_input(job: Job) -> None:
                                        for n in available_algorithms()})) + "].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of all random draws; every file uses it, so a file's result does "
-                   "not depend on the other files.")
+                   "not depend on the other files, their order or --jobs.")
+@click.option("--output-rate", "output_rate", default="input", show_default=True,
+              metavar="input|HZ", callback=_parse_rate,
+              help="Sample rate of the outputs: the input's (enhanced at 16 kHz, resampled "
+                   "back; above 8 kHz the input's band scaled by the gain of the top "
+                   "enhanced band), or e.g. 16000 for the prior's 16-kHz estimate.")
 @click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda[:N]",
               help="Torch device.")
+@click.option("-j", "--jobs", "n_jobs", type=click.IntRange(min=1), metavar="N",
+              help="Files enhanced at once, in N processes (this one included) [default: the "
+                   "CPU cores this process may use, at most one per file; 1 with --device "
+                   "cuda or under torchrun]. Outputs do not depend on it.")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
-              help="CPU threads used by torch [default: torch's choice].")
+              help="Torch threads per process [default: 1; under torchrun the cores split "
+                   "between ranks]. More threads help little on these small tensors and "
+                   "slow down badly when another program uses a core.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
               metavar="B",
               help="Enhance B files at a time in one padded, masked batch (files sorted by "
                    "duration; long files segment by segment); outputs equal those of "
-                   "--batch-size 1 up to float rounding. Worth it on a GPU. Only vem has a "
-                   "batched path; priors other than the frame-wise VAE then run one by one "
-                   "(with a warning). See docs/batched.md.")
+                   "--batch-size 1 up to float rounding. Worth it on a GPU. Every prior "
+                   "batches; algorithms without a batched path refuse B > 1. See "
+                   "docs/batched.md.")
 @click.option("--noise-output/--no-noise-output", default=False, show_default=True,
               help="Also write the noise estimate, <stem>_noise.wav (with -o: OUT_noise.ext).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--skip-existing", is_flag=True,
-              help="Leave out inputs whose outputs exist (resume an interrupted batch).")
+              help="Leave out inputs whose outputs exist (resume an interrupted batch); the "
+                   "summary says how many.")
 @click.option("--keep-going", is_flag=True,
               help="Go on with the other files after a file fails (exit code 1 at the end).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: when stderr is a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_rank, seed,
-            device, threads, batch_size, noise_output, overwrite, skip_existing, keep_going,
-            progress, as_json):
+            output_rate, device, n_jobs, threads, batch_size, noise_output, overwrite,
+            skip_existing, keep_going, progress, as_json):
     """Enhance noisy speech files IN... (files and/or folders, searched recursively).
 
-    Each output is mono 16-bit PCM at the prior's rate (16 kHz), with the input's duration;
-    by default IN_enhanced.wav beside the input. All outputs are checked before anything is
-    processed: an existing output is refused unless --overwrite (or --skip-existing), and an
-    input is never overwritten. Each output is written to a temporary file and renamed once
-    complete, so a failure leaves no partial file. Multichannel inputs are averaged to mono
-    and other sample rates are resampled, each with a warning.
+    Each output is mono, at the input's sample rate (--output-rate) and duration, in the
+    input's sample format where the output container has it (16/24/32-bit PCM or float;
+    otherwise 16-bit PCM); by default IN_enhanced.wav beside the input. A float input
+    beyond full scale gives a float output, not clipped. All outputs are checked before
+    anything is processed: an existing output is refused unless --overwrite (or
+    --skip-existing), and an input is never overwritten. Each output is written to a
+    temporary file and renamed once complete, so a failure leaves no partial file.
+    Multichannel inputs are averaged to mono, with a warning. Folders are processed by
+    --jobs processes, one torch thread each.
 
     \b
     Examples:
       speechvae enhance noisy.wav                      # -> noisy_enhanced.wav
       speechvae enhance noisy.wav -o clean.wav --iterations 50
       speechvae enhance noisy.wav --algorithm mcem     # Monte Carlo EM (slower)
-      speechvae enhance recordings/ --output-dir enhanced/ --device cuda
+      speechvae enhance recordings/ --output-dir enhanced/          # all cores
       speechvae enhance recordings/ --output-dir enhanced/ --device cuda --batch-size 16
     """
-    from speechvae.enhancement import enhance_file
+    from speechvae.parallel import available_cores
     from speechvae.priors import load_prior
 
     if output is not None and output_dir is not None:
@@ -258,10 +286,12 @@ def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_r
                        f"path (only {', '.join(batched)}); use --batch-size 1")
     device = resolve_device(device)
     launch, device, threads = rank_setup(device, threads)  # torchrun: see cli/_launch.py
+    threads = threads or 1
     set_threads(threads)
 
-    jobs = plan_jobs(inputs, output, output_dir, noise_output)
-    jobs = check_outputs(jobs, overwrite, skip_existing)
+    planned = plan_jobs(inputs, output, output_dir, noise_output)
+    jobs = check_outputs(planned, overwrite, skip_existing)
+    skipped = len(planned) - len(jobs)
     jobs = my_share(launch, jobs)  # torchrun: every N-th file, once all ranks checked
     failures: list[dict] = []
 
@@ -281,89 +311,77 @@ def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_r
             fail(job, exc)
     jobs = checked
 
+    if n_jobs is None:
+        n_jobs = 1 if launch.distributed or device != "cpu" else available_cores()
+    n_jobs = max(1, min(n_jobs, len(jobs)))
     prior = load_prior(prior_name, device=device)
     config = get_algorithm(algorithm).default_config()
     overrides = {k: v for k, v in (("iterations", iterations), ("nmf_rank", nmf_rank))
                  if v is not None}
     config = dataclasses.replace(config, **overrides)
 
-    if batch_size == 1:
-        results = _run(jobs, prior, config, seed, device, overwrite, progress, as_json, fail,
-                       enhance_file, algorithm)
-    else:
-        results = _run_batched(jobs, prior, config, seed, device, overwrite, progress,
-                               as_json, fail, algorithm, batch_size)
+    t0 = time.perf_counter()
+    results = _run(jobs, prior, config, seed, device, overwrite, progress, as_json, fail,
+                   batch_size, output_rate, n_jobs, threads)
+    wall = time.perf_counter() - t0
 
     results, failures, total_wall = gather_results(launch, results, failures)
+    if not launch.distributed:
+        total_wall = wall  # with --jobs, files overlap: the wall time, not their sum
     if not launch.is_main:  # rank 0 reports for every rank
         raise SystemExit(1 if failures else 0)
     total_audio = sum(r["duration_s"] for r in results)
     if as_json:
         print_json({"prior": prior_name, "algorithm": algorithm, "device": device,
-                    "seed": seed, "batch_size": batch_size,
+                    "seed": seed, "batch_size": batch_size, "jobs": n_jobs,
+                    "threads": threads, "output_rate": output_rate or "input",
                     "config": dataclasses.asdict(config), "files": results,
-                    "failed": failures, "duration_s": total_audio, "seconds": total_wall})
+                    "failed": failures, "skipped": skipped, "duration_s": total_audio,
+                    "seconds": total_wall})
     else:
         emit(f"enhanced {len(results)} file(s), {format_seconds(total_audio)} of audio in "
              f"{format_seconds(total_wall)}"
+             + (f" ({n_jobs} processes x {threads} thread{'s' if threads > 1 else ''})"
+                if n_jobs > 1 else "")
+             + (f"; skipped {skipped} whose outputs exist" if skipped else "")
              + (f"; {len(failures)} failed" if failures else ""))
     if failures:
         raise SystemExit(1)
 
 
+class _Heartbeat:
+    """Redraws a tqdm bar every ``interval`` seconds from a thread, so its elapsed time (and
+    rate) keep moving during a long segment or a long MCEM run, between updates."""
+
+    def __init__(self, bar, interval: float = 1.0):
+        import threading
+
+        self.bar, self.interval = bar, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.bar.refresh()
+
+    def __enter__(self):
+        if not self.bar.disable:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
 def _run(jobs, prior, config, seed, device, overwrite, progress, as_json, fail,
-         enhance_file, algorithm: str = "vem") -> list[dict]:
-    """Enhance every job with one progress bar over seconds of audio."""
-    from tqdm import tqdm
+         batch_size: int, output_rate, n_jobs: int, threads: int) -> list[dict]:
+    """Enhance the jobs with :func:`speechvae.enhancement.enhance_files` (in ``n_jobs``
+    processes, ``batch_size`` files per batch) under one progress bar over seconds of
+    audio; results in the order of ``jobs``.
 
-    results = []
-    total = sum(j.duration_s for j in jobs)
-    disable = None if progress is None else not progress  # None: only on a terminal
-    with tqdm(total=round(total, 2), unit="s", desc="enhance", disable=disable, leave=False,
-              bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio "
-                         "[{elapsed}<{remaining}{postfix}]") as bar:
-        for i, job in enumerate(jobs):
-            bar.set_postfix_str(f"{i + 1}/{len(jobs)} {job.input.name}", refresh=False)
-            done = 0.0
-
-            def on_segment(seconds: float, iterations: int, job=job) -> None:
-                nonlocal done
-                step = max(0.0, min(seconds, job.duration_s - done))  # segments overlap
-                done += step
-                bar.update(step)
-
-            t0 = time.perf_counter()
-            try:
-                info = enhance_file(job.input, job.output, prior=prior, config=config,
-                                    seed=seed, device=device, overwrite=overwrite,
-                                    noise_path=job.noise, progress=on_segment,
-                                    algorithm=algorithm)
-            except expected_errors() as exc:
-                bar.update(job.duration_s - done)
-                fail(job, exc)
-                continue
-            bar.update(job.duration_s - done)
-            seconds = time.perf_counter() - t0
-            result = {"input": str(job.input), "output": str(job.output),
-                      "noise": str(job.noise) if job.noise else None,
-                      "duration_s": round(info["duration_s"], 4),
-                      "iterations": info["iterations"], "seconds": round(seconds, 3)}
-            results.append(result)
-            if not as_json:
-                iters = sum(info["iterations"])
-                emit(f"{job.input} -> {job.output}  ({format_seconds(info['duration_s'])}, "
-                     f"{iters} iteration{'s' if iters != 1 else ''}, "
-                     f"{format_seconds(seconds)})")
-    return results
-
-
-def _run_batched(jobs, prior, config, seed, device, overwrite, progress, as_json, fail,
-                 algorithm: str, batch_size: int) -> list[dict]:
-    """Enhance the jobs ``batch_size`` files at a time (see
-    :func:`speechvae.enhancement.enhance_files`); results in the order of ``jobs``.
-
-    A file's ``seconds`` is the wall time of its group divided by the files in it (the files
-    of a group run together).
+    A file's ``seconds`` is its processing time (batched: its share of its batch's time).
     """
     from tqdm import tqdm
 
@@ -371,59 +389,47 @@ def _run_batched(jobs, prior, config, seed, device, overwrite, progress, as_json
 
     results: dict[int, dict] = {}
     total = sum(j.duration_s for j in jobs)
-    disable = None if progress is None else not progress
+    disable = None if progress is None else not progress  # None: only on a terminal
     done = [0.0] * len(jobs)
     with tqdm(total=round(total, 2), unit="s", desc="enhance", disable=disable, leave=False,
               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio "
-                         "[{elapsed}<{remaining}{postfix}]") as bar:
+                         "[{elapsed}<{remaining}{postfix}]") as bar, _Heartbeat(bar):
 
         def on_segment(i: int, seconds: float, iterations: int) -> None:
             step = max(0.0, min(seconds, jobs[i].duration_s - done[i]))  # segments overlap
             done[i] += step
             bar.update(step)
 
-        t0 = time.perf_counter()
-        group: list[tuple[int, dict]] = []
         stream = enhance_files([(j.input, j.output, j.noise) for j in jobs], prior=prior,
                                config=config, seed=seed, device=device, overwrite=overwrite,
                                batch_size=batch_size, progress=on_segment,
-                               algorithm=algorithm, durations=[j.duration_s for j in jobs])
-
-        def flush() -> None:  # report a finished group
-            nonlocal t0
-            if not group:
-                return
-            seconds = (time.perf_counter() - t0) / len(group)
-            for i, info in group:
-                job = jobs[i]
-                results[i] = {"input": str(job.input), "output": str(job.output),
-                              "noise": str(job.noise) if job.noise else None,
-                              "duration_s": round(info["duration_s"], 4),
-                              "iterations": info["iterations"], "seconds": round(seconds, 3)}
-                if not as_json:
-                    iters = sum(info["iterations"])
-                    emit(f"{job.input} -> {job.output}  "
-                         f"({format_seconds(info['duration_s'])}, {iters} "
-                         f"iteration{'s' if iters != 1 else ''}, batch of {len(group)})")
-            group.clear()
-            t0 = time.perf_counter()
-
+                               durations=[j.duration_s for j in jobs],
+                               output_rate=output_rate, workers=n_jobs, threads=threads)
         finished = 0
         try:
             for i, info in stream:
                 job = jobs[i]
-                bar.update(job.duration_s - done[i])
+                bar.update(max(0.0, job.duration_s - done[i]))
                 done[i] = job.duration_s
                 finished += 1
+                bar.set_postfix_str(f"{finished}/{len(jobs)} files", refresh=False)
                 if isinstance(info, BaseException):
                     if not isinstance(info, expected_errors()):
                         raise info
                     fail(job, info)
-                else:
-                    group.append((i, info))
-                if finished % batch_size == 0:  # groups of batch_size files (last: fewer)
-                    flush()
+                    continue
+                results[i] = {"input": str(job.input), "output": str(job.output),
+                              "noise": str(job.noise) if job.noise else None,
+                              "duration_s": round(info["duration_s"], 4),
+                              "sample_rate": info["sample_rate"],
+                              "iterations": info["iterations"],
+                              "seconds": round(info["seconds"], 3)}
+                if not as_json:
+                    iters = sum(info["iterations"])
+                    emit(f"{job.input} -> {job.output}  ({format_seconds(info['duration_s'])}"
+                         f", {info['sample_rate']} Hz, {iters} "
+                         f"iteration{'s' if iters != 1 else ''}, "
+                         f"{format_seconds(info['seconds'])})")
         finally:
-            stream.close()  # on a failure: the other files of the group leave no output
-        flush()
+            stream.close()  # on a failure: unstarted files are left, no partial output
     return [results[i] for i in sorted(results)]

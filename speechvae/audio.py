@@ -9,11 +9,16 @@ conversions:
 * any sample rate is resampled to the target rate (16 kHz by default) with soxr, with a
   warning;
 * empty files, all-zero (silent) signals and NaN/inf samples raise :class:`AudioError`;
-* clipped input (runs of samples at full scale) gives a warning: enhancement cannot restore
-  the clipped peaks.
+* clipped input (more than 0.1 % of the samples at full scale, i.e. with magnitude in
+  [0.999, 1.001]) gives a warning: enhancement cannot restore the clipped peaks. Float
+  signals beyond full scale (a float file peaking at 2.4) are not clipped and not called
+  clipped;
+* in-memory integer arrays (int16 ...) are scaled to full scale 1 (int16: by 1/32768), with
+  a warning; :func:`float_to_dtype` converts back.
 
 Outputs are written with :func:`write_audio` / :class:`AtomicAudioWriter`: to a temporary
 file in the destination folder, renamed into place only once complete, never over an input.
+A PCM output clips samples beyond full scale, with a warning; a float output keeps them.
 """
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ __all__ = [
     "AudioError",
     "AudioWarning",
     "audio_info",
+    "check_waveform",
+    "float_to_dtype",
     "list_audio_files",
     "load_audio",
     "stream_audio",
@@ -76,13 +83,45 @@ def _check_block(block: np.ndarray, path) -> None:
         raise AudioError(f"{path}: contains NaN or infinite samples")
 
 
-CLIP_LEVEL = 0.999  # |sample| at or above this counts as full scale
+CLIP_LEVEL = 0.999  # |sample| in [CLIP_LEVEL, 1 / CLIP_LEVEL] counts as full scale
 CLIP_FRACTION = 1e-3  # warn when more than this share of samples is at full scale
+
+
+def _clipped_count(x: np.ndarray) -> int:
+    """Samples at full scale (magnitude within 0.1 % of 1). A float signal that goes beyond
+    full scale only passes through that band, a clipped one sits in it."""
+    a = np.abs(x)
+    return int(np.count_nonzero((a >= CLIP_LEVEL) & (a <= 1.0 / CLIP_LEVEL)))
 
 
 def _clip_fraction(x: np.ndarray) -> float:
     """Fraction of samples at full scale: a cheap detector of clipped recordings."""
-    return float(np.mean(np.abs(x) >= CLIP_LEVEL)) if x.size else 0.0
+    return _clipped_count(x) / x.size if x.size else 0.0
+
+
+def _int_scale(dtype: np.dtype) -> tuple[float, float]:
+    """``(full_scale, offset)`` of an integer dtype: float = (int - offset) / full_scale."""
+    info = np.iinfo(dtype)
+    if info.min == 0:  # unsigned, e.g. 8-bit WAV's uint8 around 128
+        half = (int(info.max) + 1) / 2
+        return half, half
+    return float(-int(info.min)), 0.0
+
+
+def float_to_dtype(x: np.ndarray, dtype) -> np.ndarray:
+    """Bring a float signal at full scale 1 back to ``dtype``'s convention.
+
+    Integer dtypes: scaled to their full scale (int16: by 32768), rounded and clipped to
+    their range (the inverse of :func:`check_waveform`'s conversion). Anything else: float32,
+    unchanged.
+    """
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.integer):
+        return np.asarray(x, dtype=np.float32)
+    scale, offset = _int_scale(dtype)
+    info = np.iinfo(dtype)
+    y = np.rint(np.asarray(x, dtype=np.float64) * scale + offset)
+    return np.clip(y, info.min, info.max).astype(dtype)
 
 
 def _warn(msg: str) -> None:
@@ -127,7 +166,7 @@ def stream_audio(path: str | os.PathLike, sample_rate: int = 16000,
             _check_block(mono, path)
             bpeak = float(np.max(np.abs(mono))) if mono.size else 0.0
             peak = max(peak, bpeak)
-            clipped += int(np.sum(np.abs(mono) >= CLIP_LEVEL)) if bpeak >= CLIP_LEVEL else 0
+            clipped += _clipped_count(mono) if bpeak >= CLIP_LEVEL else 0
             total += mono.size
             if resampler is not None:
                 mono = resampler.resample_chunk(mono, last=False)
@@ -167,10 +206,21 @@ def check_waveform(waveform: np.ndarray, name: str = "waveform") -> np.ndarray:
     as soundfile returns it, averaged over the shorter axis with a warning), finite, not empty
     and not all-zero. Returns a float32 ``(time,)`` array.
 
+    Float samples are taken as they are (full scale 1; values beyond it are kept). Integer
+    samples are scaled to full scale 1 by their dtype's range (int16: by 1/32768, uint8:
+    ``(x - 128) / 128``), with a warning; :func:`float_to_dtype` is the inverse.
+
     Raises:
-        AudioError: empty, NaN/inf, silent or of more than two dimensions.
+        AudioError: empty, NaN/inf, silent, of more than two dimensions, or not numeric.
     """
     x = np.asarray(waveform)
+    if np.issubdtype(x.dtype, np.integer):
+        scale, offset = _int_scale(x.dtype)
+        _warn(f"{name}: {x.dtype} samples scaled by 1/{scale:g} to full scale 1 (results come "
+              f"back as {x.dtype})")
+        x = (x.astype(np.float64) - offset) / scale
+    elif not (np.issubdtype(x.dtype, np.floating) or x.dtype == np.bool_):
+        raise AudioError(f"{name}: expected numeric samples, got dtype {x.dtype}")
     if x.ndim == 2:
         # (channels, time) or soundfile's (time, channels): the shorter axis holds channels
         axis = 0 if x.shape[0] <= x.shape[1] else 1
@@ -224,7 +274,8 @@ class AtomicAudioWriter:
                  subtype: str | None = None):
         self.path = Path(path)
         if self.path.exists() and not overwrite:
-            raise FileExistsError(f"{self.path}: output exists (use --overwrite to replace it)")
+            raise FileExistsError(f"{self.path}: output exists (pass overwrite=True to replace "
+                                  "it)")
         ext = self.path.suffix.lower().lstrip(".")
         file_format = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG"}.get(ext)
         if file_format is None:
@@ -232,6 +283,7 @@ class AtomicAudioWriter:
         if subtype is None:
             subtype = "PCM_16" if file_format in ("WAV", "FLAC") else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.subtype = subtype
         self._tmp = _temp_beside(self.path, ".part" + self.path.suffix)
         try:
             self._file = sf.SoundFile(str(self._tmp), "w", samplerate=sample_rate, channels=1,
@@ -240,16 +292,31 @@ class AtomicAudioWriter:
             self._tmp.unlink(missing_ok=True)
             raise
         self.peak = 0.0
+        self.clipped = 0
+        self._float = subtype in ("FLOAT", "DOUBLE")
 
     def write(self, block: np.ndarray) -> None:
+        """Append samples ``(time,)``; beyond full scale they are clipped unless the file is
+        float (counted in :attr:`clipped`, warned about by :meth:`commit`)."""
         block = np.asarray(block, dtype=np.float32)
         if block.size:
             self.peak = max(self.peak, float(np.max(np.abs(block))))
+        if self._float:
+            self._file.write(block)
+            return
+        if self.peak > 1.0:
+            self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
         self._file.write(np.clip(block, -1.0, 1.0))
 
     def commit(self) -> Path:
+        """Close and rename into place; warns (:class:`AudioWarning`) if samples were
+        clipped."""
         self._file.close()
         os.replace(self._tmp, self.path)
+        if self.clipped:
+            warnings.warn(f"{self.path}: {self.clipped} samples beyond full scale were clipped "
+                          f"(peak {self.peak:.2f}); a float WAV output keeps them",
+                          AudioWarning, stacklevel=2)
         return self.path
 
     def abort(self) -> None:
@@ -271,8 +338,8 @@ def write_audio(path: str | os.PathLike, waveform: np.ndarray, sample_rate: int,
                 overwrite: bool = False) -> Path:
     """Write a ``(time,)`` waveform atomically (16-bit PCM for WAV/FLAC).
 
-    Samples beyond [-1, 1] are clipped. Raises FileExistsError if ``path`` exists and
-    ``overwrite`` is false.
+    Samples beyond [-1, 1] are clipped, with a warning. Raises FileExistsError if ``path``
+    exists and ``overwrite`` is false.
     """
     with AtomicAudioWriter(path, sample_rate, overwrite=overwrite) as w:
         w.write(waveform)

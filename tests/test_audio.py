@@ -154,7 +154,8 @@ def test_write_audio_round_trip_and_no_overwrite(tmp_path):
 
 
 def test_write_audio_clips_out_of_range(tmp_path):
-    p = write_audio(tmp_path / "c.flac", np.array([2.0, -3.0, 0.25] * 100), 16000)
+    with pytest.warns(AudioWarning, match="200 samples beyond full scale were clipped"):
+        p = write_audio(tmp_path / "c.flac", np.array([2.0, -3.0, 0.25] * 100), 16000)
     y, _ = sf.read(str(p))
     assert y.max() <= 1.0 and y.min() >= -1.0
     assert y[2] == pytest.approx(0.25, abs=1e-4)

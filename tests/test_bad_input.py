@@ -157,19 +157,21 @@ def test_train_needs_two_files_to_split(tmp_path, invoke, expect_error):
 
 # -- documented conversions: succeed with a warning -----------------------------------------
 
-def converted(invoke, tmp_path: Path, path: Path, fast, *needles) -> np.ndarray:
-    """Enhance ``path``; exit 0, a ``warning:`` line holding the needles, output at 16 kHz
-    mono with the input's duration (within a hop)."""
+def converted(invoke, tmp_path: Path, path: Path, fast, *needles, options=(),
+              rate=None) -> np.ndarray:
+    """Enhance ``path``; exit 0, a ``warning:`` line holding the needles, output mono at
+    ``rate`` (default the input's) with the input's duration (within a hop)."""
     info = sf.info(str(path))
-    result = invoke("enhance", path, *fast)
+    rate = rate or info.samplerate
+    result = invoke("enhance", path, *fast, *options)
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     assert lines and all(line.startswith("warning: ") for line in lines), result.stderr
     assert any(all(n.lower() in line.lower() for n in needles) for line in lines), lines
     out = path.with_name(path.stem + "_enhanced.wav")
     y, sr = sf.read(str(out), always_2d=True)
-    assert sr == 16000 and y.shape[1] == 1
-    assert abs(y.shape[0] - info.frames / info.samplerate * 16000) <= HOP
+    assert sr == rate and y.shape[1] == 1
+    assert abs(y.shape[0] - info.frames / info.samplerate * rate) <= HOP
     return y[:, 0]
 
 
@@ -181,9 +183,30 @@ def test_clipped_input_warns(tmp_path, invoke, fast):
 
 
 @pytest.mark.parametrize("rate", [8000, 44100, 48000])
-def test_other_sample_rates_are_resampled(tmp_path, invoke, fast, rate):
+def test_output_rate_16k_resamples_with_a_warning(tmp_path, invoke, fast, rate):
     path = write_wav(tmp_path / f"at{rate}.wav", seconds=1.0, sample_rate=rate)
-    converted(invoke, tmp_path, path, fast, f"from {rate} Hz", "16000 Hz")
+    converted(invoke, tmp_path, path, fast, f"from {rate} Hz", "16000 Hz",
+              options=["--output-rate", "16000"], rate=16000)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000])
+def test_output_keeps_the_input_rate_and_length(tmp_path, invoke, fast, rate):
+    path = write_wav(tmp_path / f"at{rate}.wav", seconds=1.3, sample_rate=rate)
+    result = invoke("enhance", path, *fast, "--noise-output")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""  # the input's rate is the default: nothing to warn about
+    for suffix in ("_enhanced.wav", "_noise.wav"):
+        info = sf.info(str(path.with_name(path.stem + suffix)))
+        assert info.samplerate == rate and info.frames == round(1.3 * rate), suffix
+
+
+def test_stereo_44k_gives_44k_of_the_same_duration(tmp_path, invoke, fast):
+    path = write_wav(tmp_path / "stereo.wav", seconds=2.5, sample_rate=44100, channels=2)
+    result = invoke("enhance", path, *fast)
+    assert result.exit_code == 0, result.output
+    assert "2 channels averaged to mono" in result.stderr
+    info = sf.info(str(tmp_path / "stereo_enhanced.wav"))
+    assert (info.samplerate, info.channels, info.frames) == (44100, 1, round(2.5 * 44100))
 
 
 def test_stereo_is_downmixed(tmp_path, invoke, fast):

@@ -1,8 +1,21 @@
 """From waveforms and files to enhanced waveforms: segmentation, normalisation, STFT, inference.
 
-The inference algorithm is chosen by name from the registry of
-:mod:`speechvae.enhancement.algorithms` (``"vem"`` by default; ``"mcem"``, ``"mala"``,
-``"bando"``), each with its own config dataclass.
+The inference algorithm is the registered one of the config object
+(:func:`~speechvae.enhancement.algorithms.algorithm_for_config`: a :class:`MCEMConfig` runs
+``"mcem"``), or the one named by ``algorithm=`` (``"vem"`` when neither is given; giving
+both, they must agree).
+
+Sample rates. The priors work at 16 kHz. By default the output (speech and noise estimates)
+is at the *input's* rate and has the input's duration: each segment is resampled to 16 kHz
+(soxr), enhanced, and resampled back. For inputs above 16 kHz the band above 8 kHz, which
+the prior cannot see, is the input's own high band (the input minus its 16-kHz-band-limited
+version) multiplied frame by frame by the amplitude gain of the top enhanced band
+(7–8 kHz): ``g_t = sqrt(sum_f |S_ft|^2 / sum_f |X_ft|^2)`` over the bins of 7–8 kHz, linearly
+interpolated between frames, in [0, 1]; the noise estimate gets ``1 - g_t`` of it, so speech
+plus noise still add up to the input. (For inputs below 16 kHz, what resampling up and down
+loses near their Nyquist frequency goes to the noise estimate.) ``output_rate=16000`` (the prior's rate) gives the
+16-kHz estimate itself, as in earlier versions; any other ``output_rate`` resamples the
+input-rate output.
 
 Long signals are processed in segments (``segment_s`` seconds, default 30 s) that overlap by
 ``overlap_s`` seconds and are cross-faded linearly, so memory stays bounded whatever the
@@ -16,16 +29,25 @@ one group are enhanced in lockstep, the k-th segments of all of them in one batc
 algorithm's batched runner (zero-padded to the longest, masked). Each file keeps its own
 random generator, seeded as in a one-file run, so its output equals (up to float rounding)
 the one-file output. ``batch_size = 1`` is exactly the one-file path.
+
+Worker processes (:func:`enhance_files` with ``workers > 1``, ``speechvae enhance --jobs``):
+the files are shared out to a pool of processes (:mod:`speechvae.parallel`), each with
+``threads`` torch threads and its own copy of the prior; every file is seeded as alone, so
+with the same thread count the outputs are those of one process, bit for bit.
 """
 from __future__ import annotations
 
+import math
 import os
+import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import soxr
 import torch
 
 from ..audio import (
@@ -39,10 +61,13 @@ from ..audio import (
 )
 from ..priors import Prior, load_prior
 from ..stft import istft, stft
-from .algorithms import get_algorithm
+from .algorithms import algorithm_for_config, get_algorithm
 
 __all__ = ["EnhanceResult", "enhance", "enhance_file", "enhance_files", "enhance_segment",
            "enhance_segments"]
+
+#: Lower edge (Hz) of the top band whose gain is applied above 8 kHz (see the module doc).
+TOP_BAND_HZ = 7000.0
 
 
 @dataclass
@@ -50,9 +75,11 @@ class EnhanceResult:
     """Enhanced speech and the estimated noise.
 
     Attributes:
-        waveform: speech estimate, ``(time,)`` float32 at ``sample_rate``.
-        noise: noise estimate, ``(time,)`` float32 (``waveform + noise`` ~ the input).
-        sample_rate: Hz (the prior's rate, 16 kHz for the shipped priors).
+        waveform: speech estimate, ``(time,)`` at ``sample_rate``, in the input's convention:
+            float32 at the input's scale for a float input, the input's integer dtype at its
+            full scale (e.g. int16, clipped to its range) for an integer input.
+        noise: noise estimate, same shape and dtype (``waveform + noise`` ~ the input).
+        sample_rate: Hz; the input's rate unless ``output_rate`` asked for another.
         iterations: iterations run (EM iterations, or Gibbs sweeps for ``bando``), one
             entry per segment.
     """
@@ -71,8 +98,32 @@ def _resolve_prior(prior, device) -> Prior:
     return prior.to(device)
 
 
+def _resolve_algorithm(algorithm: str | None, config):
+    """``(Algorithm, config)``: the algorithm named, or else the one of ``config``, else vem.
+
+    Raises:
+        KeyError: unknown algorithm name.
+        TypeError: ``config`` of no registered algorithm, or of another one than
+            ``algorithm``.
+    """
+    if algorithm is None:
+        alg = get_algorithm("vem") if config is None else algorithm_for_config(config)
+        return alg, config if config is not None else alg.default_config()
+    alg = get_algorithm(algorithm)
+    if config is not None and not isinstance(config, alg.config_class):
+        try:
+            other = f" (the config of {algorithm_for_config(config).name!r})"
+        except TypeError:
+            other = ""
+        raise TypeError(f"algorithm={algorithm!r} takes a {alg.config_class.__name__}, but "
+                        f"config is a {type(config).__name__}{other}; pass the config alone "
+                        "(it says which algorithm runs) or a matching algorithm")
+    return alg, alg.check_config(config)
+
+
 def enhance_segment(prior: Prior, segment: np.ndarray, config, generator: torch.Generator,
-                    device="cpu", algorithm: str = "vem") -> tuple[np.ndarray, np.ndarray, int]:
+                    device="cpu", algorithm: str | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, int]:
     """Enhance one segment ``(time,)`` at the prior's rate; returns (speech, noise, iters).
 
     Args:
@@ -81,14 +132,14 @@ def enhance_segment(prior: Prior, segment: np.ndarray, config, generator: torch.
         config: the algorithm's config (None: its defaults).
         generator: random generator of every draw.
         device: torch device.
-        algorithm: registered algorithm name (see :func:`available_algorithms`).
+        algorithm: registered algorithm name (see :func:`available_algorithms`); None: the
+            algorithm of ``config`` (``"vem"`` when ``config`` is None too).
 
     Raises:
         KeyError: unknown algorithm.
         TypeError: ``config`` of another algorithm.
     """
-    alg = get_algorithm(algorithm)
-    config = alg.check_config(config)
+    alg, config = _resolve_algorithm(algorithm, config)
     peak = float(np.max(np.abs(segment)))
     if peak == 0.0:  # digital silence inside a longer file: nothing to enhance
         return np.zeros_like(segment), np.zeros_like(segment), 0
@@ -103,7 +154,7 @@ def enhance_segment(prior: Prior, segment: np.ndarray, config, generator: torch.
 
 def enhance_segments(prior: Prior, segments: list[np.ndarray], config,
                      generators: list[torch.Generator], device="cpu",
-                     algorithm: str = "vem") -> list[tuple[np.ndarray, np.ndarray, int]]:
+                     algorithm: str | None = None) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Enhance several segments in one batch; entry ``i`` is what :func:`enhance_segment`
     gives for ``segments[i]`` with ``generators[i]`` (up to float rounding).
 
@@ -118,7 +169,8 @@ def enhance_segments(prior: Prior, segments: list[np.ndarray], config,
         config: the algorithm's config (None: its defaults).
         generators: one random generator per segment.
         device: torch device.
-        algorithm: registered algorithm name with a batched runner.
+        algorithm: registered algorithm name with a batched runner (None: the algorithm of
+            ``config``, as :func:`enhance_segment`).
 
     Returns:
         ``(speech, noise, iterations)`` per segment, float32 ``(time_i,)``.
@@ -128,10 +180,9 @@ def enhance_segments(prior: Prior, segments: list[np.ndarray], config,
         KeyError: unknown algorithm.
         TypeError: ``config`` of another algorithm.
     """
-    alg = get_algorithm(algorithm)
-    config = alg.check_config(config)
+    alg, config = _resolve_algorithm(algorithm, config)
     if alg.run_batch is None:
-        raise ValueError(f"algorithm {algorithm!r} has no batched path; use a batch size of 1")
+        raise ValueError(f"algorithm {alg.name!r} has no batched path; use a batch size of 1")
     if len(generators) != len(segments):
         raise ValueError(f"need one generator per segment ({len(segments)}), "
                          f"got {len(generators)}")
@@ -204,118 +255,328 @@ class _Stitcher:
         return None if self.tail_s is None else (self.tail_s, self.tail_n, 0)
 
 
-def _segment_sizes(prior: Prior, segment_s: float, overlap_s: float) -> tuple[int, int]:
-    sr = prior.stft_config.sample_rate
-    seg, overlap = int(segment_s * sr), int(overlap_s * sr)
+def _segment_sizes(rate: int, segment_s: float, overlap_s: float) -> tuple[int, int]:
+    seg, overlap = int(segment_s * rate), int(overlap_s * rate)
     if not 0 <= overlap < seg:
         raise ValueError("need 0 <= overlap_s < segment_s")
     return seg, overlap
 
 
-def _check_first(prior: Prior, segment: np.ndarray) -> None:
-    if segment.size < prior.stft_config.n_fft:
-        raise AudioError(f"signal has {segment.size} samples, shorter than one STFT frame "
-                         f"({prior.stft_config.n_fft} samples at "
-                         f"{prior.stft_config.sample_rate} Hz)")
+def _check_first(prior: Prior, x: np.ndarray, name: str, samples: int, rate: int) -> None:
+    """Refuse a signal shorter than one STFT frame (``x`` is its first segment at the prior's
+    rate; ``samples`` its length at the input's ``rate``)."""
+    cfg = prior.stft_config
+    if x.size < cfg.n_fft:
+        raise AudioError(f"{name}: signal has {samples} samples ({samples / rate * 1000:.1f} ms "
+                         f"at {rate} Hz), shorter than one STFT frame ({cfg.n_fft} samples at "
+                         f"{cfg.sample_rate} Hz = {cfg.n_fft / cfg.sample_rate * 1000:.0f} ms)")
 
 
-def _enhance_stream(prior: Prior, blocks: Iterable[np.ndarray], config, seed: int,
-                    device, segment_s: float, overlap_s: float, progress=None,
-                    algorithm: str = "vem"):
-    """Yield (speech, noise) output blocks for a stream of input blocks at the prior's rate."""
-    sr = prior.stft_config.sample_rate
-    seg, overlap = _segment_sizes(prior, segment_s, overlap_s)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    stitcher = _Stitcher(seg, overlap)
-    first = True
-    for segment in _rechunk(blocks, seg, overlap, min_last=prior.stft_config.n_fft):
-        if first:
-            _check_first(prior, segment)
-        s, b, iters = enhance_segment(prior, segment, config, gen, device, algorithm)
-        if progress is not None:
-            progress(segment.size / sr, iters)
-        first = False
-        yield stitcher.add(segment.size, s, b, iters)
-    tail = stitcher.finish()
-    if tail is not None:  # stream ended exactly on a segment boundary
-        yield tail
+def _check_rate(rate) -> int:
+    if isinstance(rate, bool) or int(rate) != rate or rate <= 0:
+        raise ValueError(f"output_rate must be a positive integer (Hz) or None, got {rate!r}")
+    return int(rate)
+
+
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    """``x`` cut or zero-padded to ``n`` samples."""
+    return x[:n] if x.size >= n else np.pad(x, (0, n - x.size))
+
+
+def _top_band_gain(prior: Prior, x: np.ndarray, s: np.ndarray, rate: int, n: int) -> np.ndarray:
+    """Per-sample amplitude gain of the top band (:data:`TOP_BAND_HZ` to the prior's Nyquist
+    frequency) of speech estimate ``s`` over mixture ``x`` (both at the prior's rate), frame
+    gains in [0, 1] interpolated linearly onto ``n`` samples at ``rate``."""
+    cfg = prior.stft_config
+    lo = int(round(TOP_BAND_HZ * cfg.n_fft / cfg.sample_rate))
+    ex = stft(torch.from_numpy(np.ascontiguousarray(x, np.float32)), cfg)[lo:].abs().square()
+    es = stft(torch.from_numpy(np.ascontiguousarray(s, np.float32)), cfg)[lo:].abs().square()
+    ex, es = ex.sum(0).double().numpy(), es.sum(0).double().numpy()
+    gain = np.sqrt(np.clip(np.divide(es, ex, out=np.zeros_like(ex), where=ex > 0), 0.0, 1.0))
+    frame_t = np.arange(gain.size) * cfg.hop_length / cfg.sample_rate  # centred frames
+    return np.interp(np.arange(n) / rate, frame_t, gain).astype(np.float32)
+
+
+def _back_to_rate(prior: Prior, segment: np.ndarray, x: np.ndarray, s: np.ndarray,
+                  b: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Speech and noise estimates of one segment at the input's ``rate``: the prior-rate
+    estimates ``s``, ``b`` of ``x`` (``segment`` resampled) resampled back, plus, above the
+    prior's Nyquist frequency, the input's own band weighted by the top-band gain (see the
+    module doc). Speech plus noise is the segment."""
+    sr, n = prior.stft_config.sample_rate, segment.size
+    s_up = _fit(resample(s, sr, rate), n)
+    b_up = _fit(resample(b, sr, rate), n)
+    # what the prior-rate signal lacks: above 8 kHz for higher rates (split by the top-band
+    # gain); for lower rates only the resampler's loss near the Nyquist frequency (noise)
+    rest = segment - _fit(resample(x, sr, rate), n)
+    g = _top_band_gain(prior, x, s, rate, n) if rate > sr else np.float32(0.0)
+    return (s_up + g * rest).astype(np.float32), (b_up + (1.0 - g) * rest).astype(np.float32)
+
+
+class _ListSink:
+    """In-memory stand-in for :class:`AtomicAudioWriter`."""
+
+    def __init__(self):
+        self.blocks: list[np.ndarray] = []
+
+    def write(self, block) -> None:
+        self.blocks.append(np.asarray(block, dtype=np.float32))
+
+    def commit(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def array(self) -> np.ndarray:
+        return np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
+
+
+class _Stream:
+    """One input on its way to its outputs: its segments at the working rate, its random
+    generator, the cross-fade, the resampling to the output rate and the sinks.
+
+    The working rate is the prior's when the input or the output is at it (the input is then
+    resampled as it is read), else the input's (each segment is resampled to the prior's
+    rate and back, see the module doc).
+    """
+
+    def __init__(self, prior: Prior, blocks_at: Callable[[int], Iterable[np.ndarray]],
+                 in_rate: int, out_rate: int, seed: int, device, segment_s: float,
+                 overlap_s: float, name: str, sinks: tuple):
+        sr = prior.stft_config.sample_rate
+        self.prior, self.name, self.sr = prior, name, sr
+        self.rate = sr if sr in (in_rate, out_rate) else in_rate
+        self.out_rate = out_rate
+        seg, overlap = _segment_sizes(self.rate, segment_s, overlap_s)
+        min_last = math.ceil(prior.stft_config.n_fft * self.rate / sr) + 1
+        self.segments = _rechunk(blocks_at(self.rate), seg, overlap, min_last=min_last)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.stitcher = _Stitcher(seg, overlap)
+        self.resamplers = None
+        if out_rate != self.rate:
+            self.resamplers = [soxr.ResampleStream(self.rate, out_rate, 1, dtype="float32",
+                                                   quality="HQ") for _ in range(2)]
+        self.sinks = sinks
+        self.first = True
+        self.samples, self.iterations, self.seconds = 0, [], 0.0
+        self.input = self.output = self.noise_path = None
+
+    def next(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The next ``(segment at the working rate, the same at the prior's rate)``, or None
+        at the end of the input.
+
+        Raises:
+            AudioError: a bad input, or a signal shorter than one STFT frame.
+        """
+        segment = next(self.segments, None)
+        if segment is None:
+            return None
+        x = segment if self.rate == self.sr else resample(segment, self.rate, self.sr)
+        if self.first:
+            _check_first(self.prior, x, self.name, segment.size, self.rate)
+            self.first = False
+        return segment, x
+
+    def put(self, segment: np.ndarray, x: np.ndarray, s: np.ndarray, b: np.ndarray,
+            iters: int) -> None:
+        """Take the prior-rate estimates of a segment given by :meth:`next`."""
+        if self.rate != self.sr:
+            s, b = _back_to_rate(self.prior, segment, x, s, b, self.rate)
+        self._write(*self.stitcher.add(segment.size, s, b, iters))
+
+    def finish(self) -> None:
+        """Flush what is held back and commit the outputs."""
+        tail = self.stitcher.finish()
+        if tail is not None:  # the input ended exactly on a segment boundary
+            self._write(*tail)
+        if self.resamplers is not None:
+            empty = np.zeros(0, np.float32)
+            self._emit(*(r.resample_chunk(empty, last=True) for r in self.resamplers))
+        for sink in self.sinks:
+            if sink is not None:
+                sink.commit()
+
+    def abort(self) -> None:
+        for sink in self.sinks:
+            if sink is not None:
+                sink.abort()
+
+    def _write(self, s: np.ndarray, b: np.ndarray, iters: int) -> None:
+        if iters:
+            self.iterations.append(iters)
+        if self.resamplers is not None:
+            s, b = (r.resample_chunk(np.ascontiguousarray(v, np.float32))
+                    for r, v in zip(self.resamplers, (s, b)))
+        self._emit(s, b)
+
+    def _emit(self, s: np.ndarray, b: np.ndarray) -> None:
+        speech, noise = self.sinks
+        speech.write(s)
+        if noise is not None:
+            noise.write(b)
+        self.samples += s.size
+
+    def info(self) -> dict:
+        """The per-file summary of :func:`enhance_file`."""
+        return {"input": str(self.input), "output": str(self.output),
+                "noise": None if self.noise_path is None else str(self.noise_path),
+                "duration_s": self.samples / self.out_rate, "sample_rate": self.out_rate,
+                "iterations": self.iterations, "seconds": self.seconds}
+
+
+def _run_stream(stream: _Stream, config, algorithm: str, device, progress=None) -> None:
+    """Enhance every segment of ``stream`` one by one and commit it (aborted on error)."""
+    t0 = time.perf_counter()
+    try:
+        while (item := stream.next()) is not None:
+            segment, x = item
+            s, b, iters = enhance_segment(stream.prior, x, config, stream.generator, device,
+                                          algorithm)
+            stream.put(segment, x, s, b, iters)
+            if progress is not None:
+                progress(segment.size / stream.rate, iters)
+        stream.finish()
+    except BaseException:
+        stream.abort()
+        raise
+    stream.seconds = time.perf_counter() - t0
 
 
 def enhance(waveform, sample_rate: int, prior: Prior | str | None = None,
             config=None, seed: int = 0, device="cpu",
             segment_s: float = 30.0, overlap_s: float = 1.0,
-            algorithm: str = "vem") -> EnhanceResult:
+            algorithm: str | None = None, output_rate: int | None = None) -> EnhanceResult:
     """Enhance a noisy speech waveform with a clean-speech prior and an NMF noise model.
 
     Args:
         waveform: noisy signal, array-like ``(time,)`` (``(channels, time)`` is averaged
-            to mono with a warning).
-        sample_rate: its rate in Hz; other rates than the prior's are resampled (soxr) with
-            a warning, and the output is at the prior's rate.
+            to mono with a warning). Floats are taken at full scale 1 (values beyond it are
+            kept, not clipped); integer arrays (e.g. int16 as ``soundfile.read(...,
+            dtype="int16")`` gives) at their dtype's full scale, with a warning.
+        sample_rate: its rate in Hz.
         prior: a :class:`~speechvae.priors.Prior`, a shipped name (``"vae"``) or a checkpoint
             path; default the shipped ``"vae"``.
         config: settings of the algorithm (its config dataclass: :class:`VEMConfig`,
-            :class:`MCEMConfig`, :class:`MALAConfig`, :class:`BandoConfig`); default its
-            defaults.
+            :class:`MCEMConfig`, :class:`MALAConfig`, :class:`BandoConfig`); it also says
+            which algorithm runs. Default: VEM with its defaults.
         seed: seed of every random draw; the same seed gives the same output.
         device: ``"cpu"`` or ``"cuda"``.
         segment_s, overlap_s: segmentation of long signals (seconds).
-        algorithm: inference algorithm, a name of the registry (:func:`available_algorithms`):
-            ``"vem"`` (default), ``"mcem"``, ``"mala"`` or ``"bando"``.
+        algorithm: inference algorithm name (:func:`available_algorithms`: ``"vem"``,
+            ``"mcem"``, ``"mala"``, ``"bando"``); None: the one of ``config`` (VEM when no
+            config is given). Giving both, they must agree.
+        output_rate: rate of the outputs in Hz; None (default): ``sample_rate``. The prior's
+            rate (16000) returns its estimate without resampling back (see the module doc
+            for the band above 8 kHz).
 
     Returns:
-        :class:`EnhanceResult`.
+        :class:`EnhanceResult`, in the input's convention (float32 at the input's scale, or
+        the input's integer dtype), at ``output_rate``.
 
     Raises:
         AudioError: empty, silent, NaN/inf, or shorter than one STFT frame.
         KeyError: unknown algorithm.
-        TypeError: a config of another algorithm.
+        TypeError: a config of another algorithm than ``algorithm``, or of none.
+        ValueError: a bad ``output_rate``.
 
     References:
         Leglaive et al., ICASSP 2020; Bie et al., TASLP 2022 (VEM); Leglaive et al., MLSP 2018
         (MCEM); Roberts & Tweedie 1996 (MALA); Bando et al., ICASSP 2018.
     """
-    config = get_algorithm(algorithm).check_config(config)
+    from ..audio import float_to_dtype
+
+    alg, config = _resolve_algorithm(algorithm, config)
     prior = _resolve_prior(prior, device)
-    x = check_waveform(waveform)
-    sr = prior.stft_config.sample_rate
-    if sample_rate != sr:
-        warnings.warn(f"input resampled from {sample_rate} Hz to {sr} Hz; output is at {sr} Hz",
-                      AudioWarning, stacklevel=2)
-        x = resample(x, sample_rate, sr)
-    speech, noise, iters = [], [], []
-    for s, b, it in _enhance_stream(prior, [x], config, seed, device, segment_s, overlap_s,
-                                    algorithm=algorithm):
-        speech.append(s)
-        noise.append(b)
-        iters.append(it)
-    return EnhanceResult(np.concatenate(speech), np.concatenate(noise), sr,
-                         [i for i in iters if i])
+    dtype = np.asarray(waveform).dtype
+    x = check_waveform(waveform)  # integer samples scaled to full scale 1
+    sample_rate = _check_rate(sample_rate)
+    out_rate = sample_rate if output_rate is None else _check_rate(output_rate)
+
+    def blocks_at(rate: int) -> list[np.ndarray]:
+        return [x if rate == sample_rate else resample(x, sample_rate, rate)]
+
+    speech, noise = _ListSink(), _ListSink()
+    stream = _Stream(prior, blocks_at, sample_rate, out_rate, seed, device, segment_s,
+                     overlap_s, "waveform", (speech, noise))
+    _run_stream(stream, config, alg.name, device)
+    return EnhanceResult(float_to_dtype(speech.array(), dtype),
+                         float_to_dtype(noise.array(), dtype), out_rate, stream.iterations)
+
+
+_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+_KEPT_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
+
+
+def _output_subtype(input_subtype: str, output_path: Path) -> str | None:
+    """The input's sample format when the output container has it (16/24/32-bit PCM, float,
+    double), else 16-bit PCM (None for Ogg Vorbis)."""
+    fmt = _FORMATS.get(output_path.suffix.lower())
+    if fmt is None or fmt == "OGG":
+        return None
+    if input_subtype in _KEPT_SUBTYPES and sf.check_format(fmt, input_subtype):
+        return input_subtype
+    return "PCM_16"
+
+
+def _open_file(input_path, output_path, noise_path, prior: Prior, seed: int, device,
+               segment_s: float, overlap_s: float, overwrite: bool,
+               output_rate: int | None) -> _Stream:
+    """A :class:`_Stream` from a file to its output file(s) (writers opened, nothing read)."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    noise_path = None if noise_path is None else Path(noise_path)
+    _check_paths(input_path, output_path, noise_path)
+    info = audio_info(input_path)
+    out_rate = info.samplerate if output_rate is None else _check_rate(output_rate)
+    writer = AtomicAudioWriter(output_path, out_rate, overwrite=overwrite,
+                               subtype=_output_subtype(info.subtype, output_path))
+    noise_writer = None
+    try:
+        if noise_path is not None:
+            noise_writer = AtomicAudioWriter(noise_path, out_rate, overwrite=overwrite,
+                                             subtype=_output_subtype(info.subtype, noise_path))
+        stream = _Stream(prior, lambda rate: stream_audio(input_path, rate), info.samplerate,
+                         out_rate, seed, device, segment_s, overlap_s, str(input_path),
+                         (writer, noise_writer))
+    except BaseException:
+        writer.abort()
+        if noise_writer is not None:
+            noise_writer.abort()
+        raise
+    stream.input, stream.output, stream.noise_path = input_path, output_path, noise_path
+    return stream
 
 
 def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
                  prior: Prior | str | None = None, config=None,
                  seed: int = 0, device="cpu", overwrite: bool = False,
                  noise_path: str | os.PathLike | None = None, segment_s: float = 30.0,
-                 overlap_s: float = 1.0, progress=None, algorithm: str = "vem") -> dict:
-    """Enhance an audio file into ``output_path`` (16-bit PCM at the prior's rate).
+                 overlap_s: float = 1.0, progress=None, algorithm: str | None = None,
+                 output_rate: int | None = None) -> dict:
+    """Enhance an audio file into ``output_path``, mono, at the input's rate by default.
 
     Reads and writes block by block (bounded memory for any duration). The output is written
     to a temporary file and renamed once complete: on any error no output is left behind.
+    The output keeps the input's sample format where its container has it (16/24/32-bit PCM,
+    float, double; otherwise 16-bit PCM): a float input beyond full scale gives a float output
+    that is not clipped; a PCM output clips beyond full scale, with a warning.
 
     Args:
-        input_path: any file soundfile reads (multichannel is averaged, other rates resampled,
-            both with a warning).
+        input_path: any file soundfile reads (multichannel is averaged to mono with a
+            warning).
         output_path: destination (.wav, .flac or .ogg); must differ from the input.
         prior: as :func:`enhance`.
-        config: settings of the algorithm (default: its defaults).
-        noise_path: optionally also write the noise estimate there.
+        config: settings of the algorithm; also says which algorithm runs (see
+            :func:`enhance`).
+        noise_path: optionally also write the noise estimate there (same rate and format).
         overwrite: replace existing outputs.
         progress: optional callable ``(seconds_done, iterations)`` called per segment.
         algorithm: inference algorithm name (see :func:`enhance`).
+        output_rate: output rate in Hz; None (default): the input's (see :func:`enhance`).
 
     Returns:
-        dict with ``input``, ``output``, ``duration_s``, ``iterations``.
+        dict with ``input``, ``output``, ``noise``, ``duration_s``, ``sample_rate``,
+        ``iterations`` (per segment) and ``seconds`` (processing wall time).
 
     Raises:
         AudioError: unreadable/empty/silent/NaN input, too short, or output == input.
@@ -323,83 +584,19 @@ def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
         KeyError: unknown algorithm.
         TypeError: a config of another algorithm.
     """
-    input_path, output_path = Path(input_path), Path(output_path)
-    _check_paths(input_path, output_path, noise_path)
-    config = get_algorithm(algorithm).check_config(config)
+    alg, config = _resolve_algorithm(algorithm, config)
     prior = _resolve_prior(prior, device)
-    sr = prior.stft_config.sample_rate
-    blocks = stream_audio(input_path, sr)
-    writer = AtomicAudioWriter(output_path, sr, overwrite=overwrite)
-    noise_writer = None
-    try:
-        if noise_path is not None:
-            noise_writer = AtomicAudioWriter(noise_path, sr, overwrite=overwrite)
-        n, iters = 0, []
-        for s, b, it in _enhance_stream(prior, blocks, config, seed, device, segment_s,
-                                        overlap_s, progress, algorithm):
-            writer.write(s)
-            if noise_writer is not None:
-                noise_writer.write(b)
-            n += s.size
-            if it:
-                iters.append(it)
-    except BaseException:
-        writer.abort()
-        if noise_writer is not None:
-            noise_writer.abort()
-        raise
-    writer.commit()
-    if noise_writer is not None:
-        noise_writer.commit()
-    return {"input": str(input_path), "output": str(output_path), "duration_s": n / sr,
-            "iterations": iters}
+    return _enhance_file(input_path, output_path, noise_path, prior, alg.name, config, seed,
+                         device, overwrite, segment_s, overlap_s, progress, output_rate)
 
 
-class _OpenFile:
-    """One file of a batched group: its input stream, generator, stitcher and writers."""
-
-    def __init__(self, index: int, job, prior: Prior, seed: int, device, seg: int,
-                 overlap: int, overwrite: bool):
-        self.index = index
-        self.input, self.output, self.noise_path = (Path(job[0]), Path(job[1]),
-                                                    None if job[2] is None else Path(job[2]))
-        _check_paths(self.input, self.output, self.noise_path)
-        sr = prior.stft_config.sample_rate
-        self.segments = _rechunk(stream_audio(self.input, sr), seg, overlap,
-                                 min_last=prior.stft_config.n_fft)
-        self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.stitcher = _Stitcher(seg, overlap)
-        self.first = True
-        self.samples, self.iterations = 0, []
-        self.writer = AtomicAudioWriter(self.output, sr, overwrite=overwrite)
-        self.noise_writer = None
-        try:
-            if self.noise_path is not None:
-                self.noise_writer = AtomicAudioWriter(self.noise_path, sr, overwrite=overwrite)
-        except BaseException:
-            self.writer.abort()
-            raise
-
-    def write(self, block) -> None:
-        s, b, it = block
-        self.writer.write(s)
-        if self.noise_writer is not None:
-            self.noise_writer.write(b)
-        self.samples += s.size
-        if it:
-            self.iterations.append(it)
-
-    def abort(self) -> None:
-        for w in (self.writer, self.noise_writer):
-            if w is not None:
-                w.abort()
-
-    def commit(self, sample_rate: int) -> dict:
-        self.writer.commit()
-        if self.noise_writer is not None:
-            self.noise_writer.commit()
-        return {"input": str(self.input), "output": str(self.output),
-                "duration_s": self.samples / sample_rate, "iterations": self.iterations}
+def _enhance_file(input_path, output_path, noise_path, prior: Prior, algorithm: str, config,
+                  seed: int, device, overwrite: bool, segment_s: float, overlap_s: float,
+                  progress, output_rate) -> dict:
+    stream = _open_file(input_path, output_path, noise_path, prior, seed, device, segment_s,
+                        overlap_s, overwrite, output_rate)
+    _run_stream(stream, config, algorithm, device, progress)
+    return stream.info()
 
 
 def _check_paths(input_path: Path, output_path: Path, noise_path: Path | None) -> None:
@@ -410,49 +607,83 @@ def _check_paths(input_path: Path, output_path: Path, noise_path: Path | None) -
             raise AudioError(f"{out}: output would overwrite the input")
 
 
+def _durations(jobs: list) -> list[float]:
+    out = []
+    for inp, _, _ in jobs:
+        try:
+            info = audio_info(inp)
+            out.append(info.frames / info.samplerate)
+        except Exception:  # noqa: BLE001 -- the error is reported when the file is opened
+            out.append(0.0)
+    return out
+
+
 def enhance_files(jobs: list, prior: Prior | str | None = None, config=None, seed: int = 0,
                   device="cpu", overwrite: bool = False, segment_s: float = 30.0,
                   overlap_s: float = 1.0, batch_size: int = 1, progress=None,
-                  algorithm: str = "vem", durations: list[float] | None = None,
-                  ) -> Iterator[tuple[int, dict | Exception]]:
-    """Enhance many files, ``batch_size`` at a time on the algorithm's batched path.
+                  algorithm: str | None = None, durations: list[float] | None = None,
+                  output_rate: int | None = None, workers: int = 1,
+                  threads: int | None = None) -> Iterator[tuple[int, dict | Exception]]:
+    """Enhance many files: in worker processes, ``batch_size`` at a time on the algorithm's
+    batched path, or one by one.
 
-    ``batch_size = 1`` runs :func:`enhance_file` on each file in order (today's path, the
-    same outputs bit for bit). With ``batch_size > 1`` the files are sorted by duration
-    (``durations``, or read from the headers) to limit padding and taken ``batch_size`` at
-    a time; the files of a group are read, segmented (``segment_s``) and enhanced in
-    lockstep, their k-th segments in one batch (:func:`enhance_segments`), and each output is
-    written atomically once its file is complete. Every file uses a generator seeded with
-    ``seed``, as alone, so its output equals the one-file output up to float rounding. A
-    failing file (unreadable, too short, output exists, ...) is reported and left out of its
-    group; the others go on.
+    ``batch_size = 1`` runs :func:`enhance_file` on each file in order (the same outputs
+    bit for bit). With ``batch_size > 1`` the files are sorted by duration (``durations``,
+    or read from the headers) to limit padding and taken ``batch_size`` at a time; the files
+    of a group are read, segmented (``segment_s``) and enhanced in lockstep, their k-th
+    segments in one batch (:func:`enhance_segments`), and each output is written atomically
+    once its file is complete. Every file uses a generator seeded with ``seed``, as alone,
+    so its output equals the one-file output up to float rounding. With ``workers > 1`` the
+    files (or groups of ``batch_size`` files) are shared out to that many worker processes
+    (:func:`speechvae.parallel.enhance_in_pool`), longest first; the outputs are the same.
+    A failing file (unreadable, too short, output exists, ...) is reported and left out;
+    the others go on.
 
     Args:
         jobs: ``(input_path, output_path, noise_path or None)`` per file.
-        prior, config, seed, device, overwrite, segment_s, overlap_s, algorithm: as
-            :func:`enhance_file`.
+        prior, config, seed, device, overwrite, segment_s, overlap_s, algorithm,
+            output_rate: as :func:`enhance_file`.
         batch_size: files per batch, ``>= 1``.
-        progress: optional callable ``(job_index, seconds_done, iterations)`` per segment.
+        progress: optional callable ``(job_index, seconds_done, iterations)`` per segment
+            (with workers: as the workers report it).
         durations: optional durations in seconds per job (for the sort).
+        workers: worker processes, ``>= 1``; 1 runs in this process.
+        threads: torch threads of each worker process (default 1); this process's own
+            setting is left alone.
 
     Yields:
         ``(job_index, info)`` as each file completes, ``info`` being :func:`enhance_file`'s
-        dict, or ``(job_index, exception)`` when that file failed (with ``batch_size > 1``,
-        in the order files complete, which is not the order of ``jobs``).
+        dict (``seconds``: the file's share of its group's time when batched), or
+        ``(job_index, exception)`` when that file failed (with ``batch_size > 1`` or
+        ``workers > 1``, in the order files complete, which is not the order of ``jobs``).
 
     Raises:
-        ValueError: ``batch_size < 1``, or ``batch_size > 1`` with an algorithm that has no
-            batched runner (checked before anything is read).
+        ValueError: ``batch_size`` or ``workers`` below 1, or ``batch_size > 1`` with an
+            algorithm that has no batched runner (checked before anything is read).
         KeyError: unknown algorithm.
         TypeError: a config of another algorithm.
     """
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
-    alg = get_algorithm(algorithm)
-    config = alg.check_config(config)
+    if int(workers) != workers or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers}")
+    alg, config = _resolve_algorithm(algorithm, config)
     if batch_size > 1 and alg.run_batch is None:
-        raise ValueError(f"batch_size {batch_size}: algorithm {algorithm!r} has no batched "
+        raise ValueError(f"batch_size {batch_size}: algorithm {alg.name!r} has no batched "
                          "path; use batch_size 1")
+    if output_rate is not None:
+        output_rate = _check_rate(output_rate)
+    if workers > 1 and len(jobs) > 1:
+        from ..parallel import enhance_in_pool
+
+        yield from enhance_in_pool(
+            jobs, prior, workers=workers, threads=threads, batch_size=batch_size,
+            durations=durations if durations is not None else _durations(jobs),
+            progress=progress, device=device,
+            options={"config": config, "algorithm": alg.name, "seed": seed,
+                     "overwrite": overwrite, "segment_s": segment_s, "overlap_s": overlap_s,
+                     "output_rate": output_rate, "device": device})
+        return
     prior = _resolve_prior(prior, device)
     if batch_size == 1:
         for i, (inp, out, noise) in enumerate(jobs):
@@ -460,74 +691,70 @@ def enhance_files(jobs: list, prior: Prior | str | None = None, config=None, see
                 if progress is not None:
                     progress(i, seconds, iterations)
             try:
-                info = enhance_file(inp, out, prior=prior, config=config, seed=seed,
-                                    device=device, overwrite=overwrite, noise_path=noise,
-                                    segment_s=segment_s, overlap_s=overlap_s, progress=one,
-                                    algorithm=algorithm)
+                info = _enhance_file(inp, out, noise, prior, alg.name, config, seed, device,
+                                     overwrite, segment_s, overlap_s, one, output_rate)
             except Exception as exc:  # noqa: BLE001 -- reported per file to the caller
                 yield i, exc
                 continue
             yield i, info
         return
-    if alg.batch_supports is not None and not alg.batch_supports(prior):
-        warnings.warn(f"algorithm {algorithm!r} has no batched path for prior "
-                      f"{prior.name!r}: files are enhanced one by one", stacklevel=2)
+    yield from _enhance_batched(jobs, prior, alg, config, seed, device, overwrite, segment_s,
+                                overlap_s, batch_size, progress, durations, output_rate)
+
+
+def _enhance_batched(jobs, prior, alg, config, seed, device, overwrite, segment_s, overlap_s,
+                     batch_size, progress, durations, output_rate):
+    supports = getattr(alg, "batch_supports", None)
+    if supports is not None and not supports(prior):
+        warnings.warn(f"algorithm {alg.name!r} has no batched path for prior "
+                      f"{prior.name!r}: files are enhanced one by one", stacklevel=3)
     if durations is None:
-        durations = []
-        for inp, _, _ in jobs:
-            try:
-                info = audio_info(inp)
-                durations.append(info.frames / info.samplerate)
-            except Exception:  # noqa: BLE001 -- the error is reported when the file is opened
-                durations.append(0.0)
+        durations = _durations(jobs)
     order = sorted(range(len(jobs)), key=lambda i: durations[i])
-    seg, overlap = _segment_sizes(prior, segment_s, overlap_s)
-    sr = prior.stft_config.sample_rate
     for start in range(0, len(order), batch_size):
-        group: list[_OpenFile] = []
+        group: list[tuple[int, _Stream]] = []
         try:
             for i in order[start:start + batch_size]:
                 try:
-                    group.append(_OpenFile(i, jobs[i], prior, seed, device, seg, overlap,
-                                           overwrite))
+                    group.append((i, _open_file(*jobs[i], prior, seed, device, segment_s,
+                                                overlap_s, overwrite, output_rate)))
                 except Exception as exc:  # noqa: BLE001
                     yield i, exc
             while group:
                 # the next segment of every file of the group (files that end are committed)
                 batch, done = [], []
-                for f in group:
+                for i, f in group:
                     try:
-                        segment = next(f.segments, None)
-                        if segment is None:
-                            tail = f.stitcher.finish()
-                            if tail is not None:
-                                f.write(tail)
-                            done.append((f, f.commit(sr)))
+                        item = f.next()
+                        if item is None:
+                            f.finish()
+                            done.append((i, f, f.info()))
                             continue
-                        if f.first:
-                            _check_first(prior, segment)
-                            f.first = False
-                        batch.append((f, segment))
+                        batch.append((i, f, *item))
                     except Exception as exc:  # noqa: BLE001
                         f.abort()
-                        done.append((f, exc))
-                for f, result in done:
-                    group.remove(f)
-                    yield f.index, result
+                        done.append((i, f, exc))
+                for i, f, result in done:
+                    group.remove((i, f))
+                    yield i, result
                 if not batch:
                     continue
-                outs = enhance_segments(prior, [x for _, x in batch], config,
-                                        [f.generator for f, _ in batch], device, algorithm)
-                for (f, segment), (s, b, iters) in zip(batch, outs):
+                t0 = time.perf_counter()
+                outs = enhance_segments(prior, [x for *_, x in batch], config,
+                                        [f.generator for _, f, _, _ in batch], device,
+                                        alg.name)
+                share = (time.perf_counter() - t0) / len(batch)
+                for (i, f, segment, x), (s, b, iters) in zip(batch, outs):
+                    f.seconds += share
                     if progress is not None:
-                        progress(f.index, segment.size / sr, iters)
+                        progress(i, segment.size / f.rate, iters)
                     try:
-                        f.write(f.stitcher.add(segment.size, s, b, iters))
+                        f.put(segment, x, s, b, iters)
                     except Exception as exc:  # noqa: BLE001 -- e.g. a full disk
                         f.abort()
-                        group.remove(f)
-                        yield f.index, exc
+                        group.remove((i, f))
+                        yield i, exc
         except BaseException:
-            for f in group:
+            for _, f in group:
                 f.abort()
             raise
