@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from ._common import CLIError, emit, print_json, set_threads
+
+EDIT_METHODS = ("relative", "latent")  # speechvae.editing.EDIT_METHODS, without importing it
 from .synthesis import VOCODERS, _check_output, _ckpt_option, _common, _vocoder_options
 
 
@@ -26,6 +28,12 @@ def _editing_options(f):
                      help="griffin-lim keeps unvoiced frames exactly; waveglow vocodes the "
                           "whole spectrogram."),
         _ckpt_option,
+        click.option("--method", "edit_method", type=click.Choice(EDIT_METHODS),
+                     default=EDIT_METHODS[0], show_default=True,
+                     help="relative: apply the latent edit as a change of the input's "
+                          "spectral envelope (f0 edits: harmonic resynthesis at the target "
+                          "f0); latent: resynthesise voiced frames from the decoder alone "
+                          "(the earlier method)."),
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Seed of the random phase (whisper)."),
         *_common[1:],  # --threads, --overwrite, --json as in resynthesize/generate
@@ -36,8 +44,8 @@ def _editing_options(f):
 
 
 def _run_edit(kind: str, input_path: Path, output: Path | None, prior_name, subspaces_path,
-              vocoder, vocoder_checkpoint, seed, threads, overwrite, as_json, edit,
-              details: dict) -> None:
+              vocoder, vocoder_checkpoint, edit_method, seed, threads, overwrite, as_json,
+              edit, details: dict) -> None:
     """Shared body: check paths, load, edit, write atomically, report."""
     from speechvae.audio import load_audio, write_audio
     from speechvae.editing import EditConfig, load_editor
@@ -53,14 +61,17 @@ def _run_edit(kind: str, input_path: Path, output: Path | None, prior_name, subs
     set_threads(threads)
     editor = load_editor(prior_name, subspaces_path, vocoder=vocoder,
                          vocoder_options=options if vocoder != "griffin-lim" else None,
-                         config=EditConfig(seed=seed))
+                         config=EditConfig(method=edit_method, seed=seed))
     x, sr = load_audio(input_path, editor.sample_rate)
     t0 = time.perf_counter()
     y = edit(editor, x, sr)
     seconds = time.perf_counter() - t0
+    if editor.last_formant is not None:  # relative formant edits measure what they reach
+        details = {**details, "achieved_hz": round(editor.last_formant["achieved_hz"], 1),
+                   "input_hz": round(editor.last_formant["input_hz"], 1)}
     write_audio(output, y, editor.sample_rate, overwrite=overwrite)
     summary = {"input": str(input_path), "output": str(output), "edit": kind, **details,
-               "prior": prior_name or "default", "vocoder": vocoder,
+               "prior": prior_name or "default", "method": edit_method, "vocoder": vocoder,
                "duration_s": round(y.size / editor.sample_rate, 4),
                "seconds": round(seconds, 3)}
     if as_json:
@@ -79,11 +90,14 @@ def _run_edit(kind: str, input_path: Path, output: Path | None, prior_name, subs
 @click.option("--semitones", type=float, metavar="N",
               help="Shift the measured f0 contour by N semitones (intonation kept).")
 def shift_f0(input_path, output, prior_name, subspaces_path, vocoder, vocoder_checkpoint,
-             seed, threads, overwrite, as_json, target_hz, semitones):
+             edit_method, seed, threads, overwrite, as_json, target_hz, semitones):
     """Set the f0 of the speech file IN to --target HZ, or shift it by --semitones N.
 
     Voiced frames (Praat's pitch tracker) move inside the prior's f0 latent subspace
-    (Sadok et al. 2023); unvoiced frames are left as they are. The output is mono at the
+    (Sadok et al. 2023); unvoiced frames are left as they are. With --method relative
+    (default) voiced frames are resynthesised as harmonics of the target f0 that sample the
+    input's own spectral envelope, so the formants stay; --method latent decodes them from
+    the edited latent alone. The output is mono at the
     prior's rate (16 kHz), written atomically; an existing output is refused unless
     --overwrite.
 
@@ -96,7 +110,7 @@ def shift_f0(input_path, output, prior_name, subspaces_path, vocoder, vocoder_ch
         raise click.UsageError("give exactly one of --target HZ and --semitones N")
     details = {"target_hz": target_hz} if target_hz is not None else {"semitones": semitones}
     _run_edit("shift-f0", input_path, output, prior_name, subspaces_path, vocoder,
-              vocoder_checkpoint, seed, threads, overwrite, as_json,
+              vocoder_checkpoint, edit_method, seed, threads, overwrite, as_json,
               lambda ed, x, sr: ed.shift_f0(x, sr, target_hz=target_hz, semitones=semitones),
               details)
 
@@ -109,15 +123,19 @@ def shift_f0(input_path, output, prior_name, subspaces_path, vocoder, vocoder_ch
 @click.option("--target", "target_hz", type=click.FloatRange(min=0, min_open=True),
               required=True, metavar="HZ", help="Formant frequency (Hz) on voiced frames.")
 def edit_formant(input_path, output, prior_name, subspaces_path, vocoder, vocoder_checkpoint,
-                 seed, threads, overwrite, as_json, formant, target_hz):
+                 edit_method, seed, threads, overwrite, as_json, formant, target_hz):
     """Set formant F1, F2 or F3 of the speech file IN to --target HZ on voiced frames.
+
+    With --method relative (default) the input is kept and multiplied by the change the
+    latent edit makes to the decoded envelope; the formant reached is measured (Praat Burg)
+    and reported, with a warning when it is more than 5 % from the target.
 
     \b
     Examples:
       speechvae edit-formant in.wav --formant 1 --target 700 -o open.wav
     """
     _run_edit(f"F{formant}", input_path, output, prior_name, subspaces_path, vocoder,
-              vocoder_checkpoint, seed, threads, overwrite, as_json,
+              vocoder_checkpoint, edit_method, seed, threads, overwrite, as_json,
               lambda ed, x, sr: ed.edit_formant(x, sr, formant, target_hz),
               {"formant": formant, "target_hz": target_hz})
 
@@ -125,7 +143,7 @@ def edit_formant(input_path, output, prior_name, subspaces_path, vocoder, vocode
 @click.command(no_args_is_help=True, short_help="Make speech whispered (remove f0).")
 @_editing_options
 def whisper(input_path, output, prior_name, subspaces_path, vocoder, vocoder_checkpoint,
-            seed, threads, overwrite, as_json):
+            edit_method, seed, threads, overwrite, as_json):
     """Whisper the speech file IN: the f0 subspace is projected out on voiced frames.
 
     \b
@@ -133,7 +151,7 @@ def whisper(input_path, output, prior_name, subspaces_path, vocoder, vocoder_che
       speechvae whisper in.wav -o whispered.wav
     """
     _run_edit("whisper", input_path, output, prior_name, subspaces_path, vocoder,
-              vocoder_checkpoint, seed, threads, overwrite, as_json,
+              vocoder_checkpoint, edit_method, seed, threads, overwrite, as_json,
               lambda ed, x, sr: ed.whisper(x, sr), {})
 
 

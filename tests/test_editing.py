@@ -523,3 +523,21 @@ def test_no_import_cycle_between_transforms_and_subspaces():
 
     assert "transforms" not in imports("subspaces")
     assert not {"transforms", "subspaces"} & imports("common")
+
+
+def test_edit_commands_method_option_and_achieved_formant(invoke, tmp_path):
+    import json
+
+    x = synthesize_vowel(140.0, [640, 1190, 2390, 3300], duration=0.6)
+    src = tmp_path / "in.wav"
+    sf.write(src, x, 16000)
+    result = invoke("shift-f0", "--target", 200, src, "--method", "latent", "-o",
+                    tmp_path / "lat.wav", "--threads", 1, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output[result.output.index("{"):])["method"] == "latent"
+    result = invoke("edit-formant", src, "--formant", 2, "--target", 1500, "-o",
+                    tmp_path / "f2.wav", "--threads", 1, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    assert summary["method"] == "relative" and summary["achieved_hz"] > 0
+    assert invoke("whisper", src, "--method", "nope").exit_code != 0
