@@ -153,6 +153,12 @@ class VEMStep(InferenceStep):
                           self.lengths, self.power.shape[-1], self.power)
         return self.local.posterior_draws(self.params, self.power, eps, self.lengths)
 
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        # the padding mask only when there is padding (a prior's decode need not take it)
+        if self.mask is None:
+            return self.local.decode(z)
+        return self.local.decode(z, mask=self.mask)
+
     def e_step(self, nmf: NMFNoise) -> EStep:
         config, power, mask = self.config, self.power, self.mask
         act = self.active
@@ -161,7 +167,7 @@ class VEMStep(InferenceStep):
         samples = config.samples
         for _ in range(config.e_steps):
             z, post = self._draws(samples, active)  # (R, B, L, T)
-            vs = self.local.decode(z, mask=mask)  # (R, B, F, T)
+            vs = self._decode(z)  # (R, B, F, T)
             kl_frames = self.local.kl(post, z)  # (B, T) or (R, B, T)
             per_frame = kl_frames.numel() // (n_files * n_frames)
             if mask is not None:
@@ -204,9 +210,8 @@ class VEMStep(InferenceStep):
     def wiener_gain(self, nmf: NMFNoise) -> torch.Tensor:
         everyone = [True] * len(self.lengths)
         z = self._draws(self.config.wiener_samples, everyone)[0]
-        mask = self.mask
         # draws decoded one at a time, so memory does not grow with the number of samples
-        speech_vars = (nmf.g * self.local.decode(zr, mask=mask) for zr in z.unbind(0))
+        speech_vars = (nmf.g * self._decode(zr) for zr in z.unbind(0))
         return wiener_gain(nmf.noise_variance(), speech_vars)
 
 
@@ -248,4 +253,4 @@ def batchable_prior(prior: Prior) -> bool:
     """Whether VEM runs ``prior`` as one batch: always, since every prior has
     :meth:`~speechvae.priors.Prior.posterior_draws` (kept for callers of the earlier
     interface)."""
-    return isinstance(prior, Prior)
+    return callable(getattr(prior, "posterior_draws", None))

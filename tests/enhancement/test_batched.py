@@ -1,6 +1,6 @@
 """Batched enhancement: batched == one-by-one (VEM, segments, files, CLI), masks, options."""
 import json
-import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,13 +9,18 @@ import torch
 from conftest import write_wav
 
 from speechvae.enhancement import (
+    BandoConfig,
+    MALAConfig,
+    MCEMConfig,
     VEMConfig,
+    available_algorithms,
     batchable_prior,
     enhance_file,
     enhance_files,
     enhance_segment,
     enhance_segments,
     get_algorithm,
+    run_em,
     vem,
     vem_batch,
 )
@@ -26,7 +31,8 @@ from speechvae.priors import (
     DKFConfig,
     RVAEConfig,
     VAEConfig,
-    register_prior,
+    available_priors,
+    get_prior_class,
 )
 from speechvae.stft import stft
 
@@ -43,30 +49,37 @@ def prior():
     return VAE(VAEConfig(hidden_dims=(32,), latent_dim=4)).eval()
 
 
-# every kind of shipped prior has a batched path (small configurations)
-PRIORS = {
+# the grid comes from the registry: every registered prior (small configurations where the
+# defaults are slow; a prior registered later gets its default configuration), plus both
+# variants of the RVAE
+SMALL = {
     "vae": lambda: VAE(VAEConfig(hidden_dims=(32,), latent_dim=4)),
-    "rvae-causal": lambda: RVAE(RVAEConfig(latent_dim=3, hidden_dim=8, dense_dims=(8,))),
-    "rvae-noncausal": lambda: RVAE(RVAEConfig(latent_dim=3, hidden_dim=8, dense_dims=(8, 6),
-                                              causal=False)),
+    "rvae": lambda: RVAE(RVAEConfig(latent_dim=3, hidden_dim=8, dense_dims=(8,))),
     "dkf": lambda: DKF(DKFConfig(latent_dim=3, encoder_dense_dims=(16,), rnn_dim=8,
                                  combiner_z_dims=(6,), combiner_dims=(6,),
                                  decoder_dims=(16,), transition_dim=4)),
 }
+EXTRA = {"rvae-noncausal": lambda: RVAE(RVAEConfig(latent_dim=3, hidden_dim=8,
+                                                   dense_dims=(8, 6), causal=False))}
+
+
+def _registered():
+    out = {}
+    for name in available_priors():
+        if name.startswith("test-"):  # test-only priors registered by other test modules
+            continue
+        cls = get_prior_class(name)
+        out[name] = SMALL.get(name, lambda cls=cls: cls(cls.config_class()))
+    return {**out, **EXTRA}
+
+
+PRIORS = _registered()
 
 
 @pytest.fixture(scope="module", params=list(PRIORS))
 def any_prior(request):
     torch.manual_seed(0)
     return PRIORS[request.param]().eval()
-
-
-@register_prior("test-unbatched-vae")  # "test-": see test_dynamical_priors
-class UnbatchedVAE(VAE):
-    """A frame-wise prior with a sampler of its own: :func:`vem_batch` has no path for it."""
-
-    def sample_posterior(self, *args, **kwargs):
-        return super().sample_posterior(*args, **kwargs)
 
 
 def _mixture(seconds, seed):
@@ -149,16 +162,33 @@ def test_batched_vem_leaves_prior_unchanged(any_prior):
     assert all(p.grad is None for p in any_prior.parameters())
 
 
-def test_unbatchable_prior_falls_back_to_one_by_one():
-    torch.manual_seed(0)
-    other = UnbatchedVAE(VAEConfig(hidden_dims=(16,), latent_dim=3)).eval()
-    assert not batchable_prior(other)
-    cfg = VEMConfig(iterations=2, nmf_rank=2, wiener_samples=2)
-    specs = [_spec(0.3, 0), _spec(0.4, 1)]
-    ref = [vem(other, s, cfg, g) for s, g in zip(specs, _gens(2))]
-    got = vem_batch(other, *_pad_batch(specs), cfg, _gens(2))
+# small settings of every registered algorithm (a new one runs with its defaults but few
+# iterations)
+FAST = {
+    "vem": VEMConfig(iterations=4, nmf_rank=2, wiener_samples=2),
+    "mcem": MCEMConfig(iterations=3, nmf_rank=2, burnin=2, samples=2, final_burnin=2,
+                       final_samples=2),
+    "mala": MALAConfig(iterations=3, nmf_rank=2, chains=2, burnin=2, final_burnin=2,
+                       final_samples=2),
+    "bando": BandoConfig(iterations=4, samples=2, nmf_rank=2, init_iterations=2),
+}
+
+
+@pytest.mark.parametrize("algorithm", available_algorithms())
+def test_every_algorithm_through_the_driver_equals_one_by_one(any_prior, algorithm):
+    """The EM driver on a padded batch == each file alone, for every registered prior and
+    algorithm (batched steps in one pass, the others file by file inside the driver)."""
+    alg = get_algorithm(algorithm)
+    cfg = FAST.get(algorithm) or replace(alg.default_config(), iterations=3)
+    specs = [_spec(0.3, 0), _spec(0.5, 1)]
+    ref = [alg.run(any_prior, s, cfg, g) for s, g in zip(specs, _gens(2))]
+    got = run_em(alg.step, any_prior, *_pad_batch(specs, fill=2.0), cfg, _gens(2))
     for r, o in zip(ref, got):
         _assert_same(r, o)
+    if alg.run_batch is not None:
+        got = alg.run_batch(any_prior, *_pad_batch(specs, fill=2.0), cfg, _gens(2))
+        for r, o in zip(ref, got):
+            _assert_same(r, o)
 
 
 def test_vem_batch_bad_arguments(prior):
@@ -280,16 +310,3 @@ def test_cli_batch_size_needs_batched_algorithm(tmp_path, invoke, fast, expect_e
     expect_error(invoke("enhance", x, "--algorithm", "mcem", "--batch-size", 2, *fast),
                  "--batch-size", "mcem", "no batched path")
     assert not (tmp_path / "a_enhanced.wav").exists()
-
-
-def test_cli_batch_size_unbatched_prior_warns(tmp_path, invoke):
-    torch.manual_seed(0)
-    path = tmp_path / "unbatched.pt"
-    UnbatchedVAE(VAEConfig(hidden_dims=(16,), latent_dim=3)).save(path)
-    xs = [write_wav(tmp_path / f"a{i}.wav", 0.3, seed=i) for i in range(2)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        result = invoke("enhance", *xs, "--prior", path, "--iterations", 2,
-                        "--batch-size", 2)
-    assert result.exit_code == 0, result.output
-    assert "one by one" in result.stderr

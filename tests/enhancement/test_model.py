@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from speechvae.enhancement.nmf import NMFNoise, init_nmf, m_step, mixture_cost, normalise
+from speechvae.enhancement.model import NMFNoise, init_nmf, m_step, mixture_cost, normalise
 
 F, T, K = 17, 23, 4
 

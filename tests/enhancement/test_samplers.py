@@ -30,15 +30,21 @@ from speechvae.enhancement import (
     get_algorithm,
     register_algorithm,
 )
-from speechvae.enhancement.mcem import LatentPosterior, _initial_noise
-from speechvae.enhancement.mcmc import (
+from speechvae.enhancement.em import InferenceStep
+from speechvae.enhancement.gibbs import (
     _sample_sources_real,
     gamma_nmf_gain_conditional,
     gamma_nmf_h_conditional,
     gamma_nmf_w_conditional,
     sample_sources,
 )
-from speechvae.enhancement.nmf import m_step, mixture_cost, time_major
+from speechvae.enhancement.model import (
+    LatentPosterior,
+    initial_noise,
+    m_step,
+    mixture_cost,
+    time_major,
+)
 from speechvae.enhancement.samplers import (
     MarkovChain,
     autograd_log_density,
@@ -421,7 +427,7 @@ def test_mcem_samples_never_increase_the_m_step_cost(prior):
     spec = _spec(_mixture())
     power = time_major(spec.abs().square())
     gen = torch.Generator().manual_seed(0)
-    nmf = _initial_noise(power, 4, 1.0, gen)
+    nmf = initial_noise(power, [power.shape[-1]], 4, 1.0, [gen])
     target = LatentPosterior(prior, power, nmf)
     chain = MarkovChain(functools.partial(_rw, log_density=target, frame_factorised=True),
                         init_state(target, prior.encode(power).mean.detach()), 0.01, gen)
@@ -438,7 +444,7 @@ def test_mcem_samples_never_increase_the_m_step_cost(prior):
 def test_latent_posterior_gradient_equals_autograd(prior):
     power = time_major(_spec(_mixture()).abs().square()).double()
     local = _tiny_vae().double()
-    nmf = _initial_noise(power, 3, 1.0, torch.Generator().manual_seed(0))
+    nmf = initial_noise(power, [power.shape[-1]], 3, 1.0, [torch.Generator().manual_seed(0)])
     target = LatentPosterior(local, power, nmf)
     z = torch.randn((2, 1, 4, power.shape[-1]), dtype=torch.float64)
     lp, v, grad = target.with_grad(z)
@@ -495,7 +501,10 @@ def test_registry_covers_every_algorithm_and_checks_configs(prior):
     with pytest.raises(TypeError, match="MCEMConfig"):
         speechvae.enhance(_mixture(), SR, prior=prior, algorithm="mcem", config=VEMConfig())
     with pytest.raises(ValueError, match="already registered"):
-        register_algorithm("mcem", MCEMConfig)(lambda *a: None)
+        register_algorithm("mcem")(type("OtherMCEM", (InferenceStep,),
+                                        {"config_class": MCEMConfig}))
+    with pytest.raises(TypeError, match="InferenceStep"):
+        register_algorithm("not-a-step")(object)
     with pytest.raises(ValueError, match="gain"):
         MCEMConfig(gain="per-bin")
     with pytest.raises(ValueError, match="burnin"):

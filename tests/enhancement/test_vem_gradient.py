@@ -1,7 +1,7 @@
 """The VEM E-step uses a closed-form gradient of the mixture term; check it against autograd."""
 import torch
 
-from speechvae.enhancement.nmf import init_nmf
+from speechvae.enhancement.model import init_nmf
 from speechvae.priors import VAE, VAEConfig
 
 
