@@ -156,7 +156,12 @@ def train_prior(prior: Prior, train: SpectrogramCache, val: SpectrogramCache,
     state = safe_torch_load(last) if main and last.exists() else None
     state = D.broadcast_object(state)
     if state is not None:
-        if state["prior_name"] != prior.name or state["prior_config"] != prior_config:
+        try:  # compare configs as objects: a field added later with a default still matches
+            stored = type(prior.config)(**{k: tuple(v) if isinstance(v, list) else v
+                                           for k, v in state["prior_config"].items()})
+        except TypeError:
+            stored = None
+        if state["prior_name"] != prior.name or stored != prior.config:
             raise ValueError(f"{last}: belongs to another prior/config; use a new output folder")
         prior.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
