@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from speechvae.priors import RVAE, CheckpointError, RVAEConfig, load_prior
+from speechvae.priors import DKF, RVAE, CheckpointError, RVAEConfig, load_prior
 from speechvae.priors.peer import is_dvae_se_folder, load_dvae_se
 
 PEER = Path(__file__).resolve().parents[2] / "shared" / "peer" / "dvae_se"
@@ -86,6 +86,26 @@ def rvae_folder(path: Path, bidir: bool = True, dense: tuple[int, ...] = (), hid
     return _write_folder(path, "RVAE", net, shapes)
 
 
+def dkf_folder(path: Path, f: int = 513, lat: int = 4) -> Path:
+    net = (f"x_dim = {f}\nz_dim = {lat}\nactivation = tanh\ndense_x_gx = 20\n"
+           "dim_RNN_gx = 10\nnum_RNN_gx = 1\nbidir_gx = False\ndense_ztm1_g = 6\n"
+           "dense_g_z = 7\ndense_z_x = 5,9\ndropout_p = 0\n")
+    shapes = {**_lstm_keys("rnn_gx", 20, 10, False)}
+    for name, dims in (("mlp_x_gx", [f, 20]), ("mlp_ztm1_g", [lat, 6]), ("mlp_g_z", [10, 7]),
+                       ("mlp_z_x", [lat, 5, 9])):
+        for i, (a, c) in enumerate(itertools.pairwise(dims)):
+            shapes[f"{name}.linear{i}.weight"] = (c, a)
+            shapes[f"{name}.linear{i}.bias"] = (c,)
+    for name, (c, a) in {"mlp_ztm1_g.linear_last": (10, 6), "inf_mean": (lat, 7),
+                         "inf_logvar": (lat, 7), "mlp_gate.linear1": (lat, lat),
+                         "mlp_gate.linear2": (lat, lat), "mlp_z_prop.linear1": (lat, lat),
+                         "mlp_z_prop.linear2": (lat, lat), "prior_mean": (lat, lat),
+                         "prior_logvar.1": (lat, lat), "gen_logvar": (f, 9)}.items():
+        shapes[f"{name}.weight"] = (c, a)
+        shapes[f"{name}.bias"] = (c,)
+    return _write_folder(path, "DKF", net, shapes)
+
+
 # -- reference forward passes, from the raw state dict ----------------------------------------
 
 def _state(folder: Path) -> dict:
@@ -145,6 +165,36 @@ def ref_rvae_decoder(state, z, bidir):
     return torch.exp(h @ state["gen_logvar.weight"].T + state["gen_logvar.bias"])
 
 
+def _lin(state, name, x):
+    return x @ state[f"{name}.weight"].T + state[f"{name}.bias"]
+
+
+def ref_dkf(state, power, eps):
+    """Their DKF: power (T, F), eps (T, L) -> z, mean, logvar (T, L), the transition's mean
+    and log-variance given the drawn past (z_0 = 0), and the variance (T, F)."""
+    x = _dense(state, "mlp_x_gx", power)[:, None, :]
+    g_x = _torch_lstm(state, "rnn_gx", False)(x.flip(0))[0].flip(0)[:, 0]
+    z_t = torch.zeros(eps.shape[1])
+    zs, means, logvars = [], [], []
+    for t in range(power.shape[0]):
+        u = torch.tanh(_lin(state, "mlp_ztm1_g.linear_last", _dense(state, "mlp_ztm1_g", z_t)))
+        g = _dense(state, "mlp_g_z", (u + g_x[t]) / 2)
+        mean, logvar = _lin(state, "inf_mean", g), _lin(state, "inf_logvar", g)
+        z_t = mean + torch.exp(0.5 * logvar) * eps[t]
+        zs.append(z_t)
+        means.append(mean)
+        logvars.append(logvar)
+    z = torch.stack(zs)
+    prev = torch.cat([torch.zeros_like(z[:1]), z[:-1]])
+    gate = torch.sigmoid(_lin(state, "mlp_gate.linear2",
+                              torch.relu(_lin(state, "mlp_gate.linear1", prev))))
+    prop = _lin(state, "mlp_z_prop.linear2", torch.relu(_lin(state, "mlp_z_prop.linear1", prev)))
+    p_mean = (1 - gate) * _lin(state, "prior_mean", prev) + gate * prop
+    p_logvar = torch.log(nn.functional.softplus(_lin(state, "prior_logvar.1", torch.relu(prop))))
+    v = torch.exp(_lin(state, "gen_logvar", _dense(state, "mlp_z_x", z)))
+    return z, torch.stack(means), torch.stack(logvars), p_mean, p_logvar, v
+
+
 def _power(n_frames=9, f=513, seed=1):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(1, f, n_frames, generator=g) ** 4 * 3.0
@@ -191,6 +241,32 @@ def check_rvae(folder: Path, bidir: bool, tol: float = 1e-4) -> None:
                                    atol=tol * v_ref.abs().max())
 
 
+def check_dkf(folder: Path, tol: float = 1e-4) -> None:
+    prior = load_prior(str(folder))
+    assert isinstance(prior, DKF) and prior.config.transition_var_floor == 0.0
+    state = _state(folder)
+    power = _power()
+    with torch.no_grad():
+        post = prior.encode(power)
+        _, mean, logvar, *_ = ref_dkf(state, power[0].T, torch.zeros(power.shape[-1],
+                                                                     prior.latent_dim))
+        torch.testing.assert_close(post.mean[0].T, mean, rtol=tol, atol=tol)
+        torch.testing.assert_close(post.logvar[0].T, logvar, rtol=tol, atol=tol)
+        z, draw = prior.sample_posterior(power, torch.Generator().manual_seed(3))
+        eps = ((z - draw.mean) * torch.exp(-0.5 * draw.logvar))[0].T
+        z_ref, mean_ref, logvar_ref, p_mean, p_logvar, v_ref = ref_dkf(state, power[0].T, eps)
+        torch.testing.assert_close(z[0].T, z_ref, rtol=tol, atol=tol)
+        torch.testing.assert_close(prior.decode(z)[0].T, v_ref, rtol=tol,
+                                   atol=tol * v_ref.abs().max())
+        kl_ref = 0.5 * (p_logvar - logvar_ref + (logvar_ref.exp() + (mean_ref - p_mean) ** 2)
+                        / p_logvar.exp() - 1).sum(-1)
+        torch.testing.assert_close(prior.kl(draw, z)[0], kl_ref, rtol=tol, atol=tol)
+
+
+def test_dkf_folder_maps_exactly(tmp_path):
+    check_dkf(dkf_folder(tmp_path / "dkf"))
+
+
 def test_vae_folder_maps_exactly(tmp_path):
     check_vae(vae_folder(tmp_path / "vae"))
 
@@ -219,8 +295,8 @@ def test_bad_folders_refused(tmp_path):
     cfg.write_text(text.replace("hop_percent = 0.25", "hop_percent = 0.5"))
     with pytest.raises(CheckpointError, match="STFT"):
         load_prior(str(folder))
-    cfg.write_text(text.replace("name = VAE", "name = DKF"))
-    with pytest.raises(CheckpointError, match="'DKF' does not map"):
+    cfg.write_text(text.replace("name = VAE", "name = SRNN"))
+    with pytest.raises(CheckpointError, match="'SRNN' does not map"):
         load_prior(str(folder))
     cfg.write_text(text.replace("dense_x_z = 24", "dense_x_z = 25"))
     with pytest.raises(CheckpointError, match="weights do not match|mirror"):
@@ -290,6 +366,13 @@ def test_rvae_initial_step_changes_the_first_frame_only_through_the_state():
         assert torch.allclose(before, after) is (not step0)
 
 
+def test_dkf_default_floor_unchanged():
+    from speechvae.priors import DKFConfig
+    assert DKFConfig().transition_var_floor == 1e-6
+    with pytest.raises(ValueError, match="transition_var_floor"):
+        DKFConfig(transition_var_floor=-1.0)
+
+
 def test_rvae_defaults_unchanged():
     """Defaults keep the shipped architecture: one 128-unit dense layer, no initial step."""
     cfg = RVAEConfig()
@@ -310,6 +393,11 @@ def test_published_rvae_maps_exactly():
 
 
 @needs_peer
-def test_published_dkf_refused_with_reason():
-    with pytest.raises(CheckpointError, match="'DKF' does not map"):
-        load_prior(str(PEER / "wsj_dkf"))
+def test_published_dkf_maps_exactly():
+    check_dkf(PEER / "wsj_dkf")
+
+
+@needs_peer
+def test_published_srnn_refused_with_reason():
+    with pytest.raises(CheckpointError, match="'SRNN' does not map"):
+        load_prior(str(PEER / "wsj_srnn"))

@@ -67,6 +67,8 @@ class DKFConfig:
         transition_dim: hidden width of the gate and proposed-mean networks of the
             transition (16, the latent size, as the review's code).
         encoder_input: ``"log-power"`` or ``"power"``.
+        transition_var_floor: added to the transition variance (``1e-6``, keeps
+            ``log var`` finite; the DVAE_SE code of Bie et al., TASLP 2022 adds none: 0).
     """
 
     n_freq: int = 513
@@ -78,6 +80,7 @@ class DKFConfig:
     decoder_dims: tuple[int, ...] = (32, 64, 128, 256)
     transition_dim: int = 16
     encoder_input: str = "log-power"
+    transition_var_floor: float = VAR_FLOOR
 
     def __post_init__(self):
         if self.encoder_input not in ("log-power", "power"):
@@ -86,6 +89,9 @@ class DKFConfig:
         for name in ("n_freq", "latent_dim", "rnn_dim", "transition_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.transition_var_floor < 0:
+            raise ValueError(f"transition_var_floor must be >= 0, got "
+                             f"{self.transition_var_floor}")
 
 
 def _linears(sizes: list[int]) -> nn.ModuleList:
@@ -216,7 +222,8 @@ class DKF(SequentialPrior):
         gate = torch.sigmoid(self.gate_out(F.relu(self.gate_hidden(z_prev))))
         proposal = self.proposal_out(F.relu(self.proposal_hidden(z_prev)))
         mean = (1 - gate) * self.transition_mean(z_prev) + gate * proposal
-        var = F.softplus(self.transition_var(F.relu(proposal))) + VAR_FLOOR
+        var = (F.softplus(self.transition_var(F.relu(proposal)))
+               + self.config.transition_var_floor)
         return mean, torch.log(var)
 
     def _transition_seq(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,9 +25,13 @@ speechvae's RVAE concatenates [forward, backward], so the columns of the first c
 layer are permuted accordingly. The decoder's ``rnn_h`` runs on the sequence as it is
 ([forward, backward], as ours).
 
-DKF and SRNN folders are refused (their gated transition and combiner differ from
-speechvae's :class:`~speechvae.priors.DKF` in details not mapped here), as are architectures
-outside the options above (dense stacks before the recurrences, several LSTM layers, another
+* ``name = DKF``: :class:`~speechvae.priors.DKF` with ``encoder_input="power"``, the layer
+  widths of the config (``dense_x_gx``, ``dense_ztm1_g`` + ``linear_last``, ``dense_g_z``,
+  ``dense_z_x``), ``transition_dim = z_dim`` and ``transition_var_floor=0`` (their
+  transition variance is the softplus alone); ``bidir_gx`` must be false.
+
+SRNN folders are refused (no SRNN prior in speechvae), as are architectures outside the
+options above (dense stacks before the RVAE's recurrences, several LSTM layers, another
 activation than tanh).
 
 The published weights are GPL-3; speechvae neither ships nor copies them.
@@ -42,6 +46,7 @@ import torch
 
 from ..stft import DEFAULT_STFT, STFTConfig
 from .base import CheckpointError, Prior, safe_torch_load
+from .dkf import DKF, DKFConfig
 from .rvae import RVAE, RVAEConfig
 from .vae import VAE, VAEConfig
 
@@ -213,7 +218,42 @@ def _rvae(cfg, state, path: Path) -> tuple[RVAE, dict]:
     return RVAE(config), out
 
 
-_BUILDERS = {"VAE": _vae, "RVAE": _rvae}
+def _dkf(cfg, state, path: Path) -> tuple[DKF, dict]:
+    if cfg.getboolean("Network", "bidir_gx"):
+        raise CheckpointError(f"{path}: bidir_gx = True is not supported (speechvae's DKF "
+                              "encoder runs backward in time only)")
+    if cfg.getint("Network", "num_RNN_gx") != 1:
+        raise CheckpointError(f"{path}: num_RNN_gx = {cfg['Network']['num_RNN_gx']} is not "
+                              "supported (one LSTM layer only)")
+    lat = cfg.getint("Network", "z_dim")
+    config = DKFConfig(n_freq=cfg.getint("Network", "x_dim"), latent_dim=lat,
+                       encoder_dense_dims=_dims(cfg, "dense_x_gx"),
+                       rnn_dim=cfg.getint("Network", "dim_RNN_gx"),
+                       combiner_z_dims=_dims(cfg, "dense_ztm1_g"),
+                       combiner_dims=_dims(cfg, "dense_g_z"),
+                       decoder_dims=_dims(cfg, "dense_z_x"), transition_dim=lat,
+                       encoder_input="power", transition_var_floor=0.0)
+    pairs = {}
+    for ours, theirs in (("encoder_dense", "mlp_x_gx"), ("encoder_combiner", "mlp_g_z"),
+                         ("decoder_body", "mlp_z_x")):
+        for i, name in enumerate(_linear_stack(state, theirs)):
+            pairs[f"{ours}.{i}"] = name
+    chain = _linear_stack(state, "mlp_ztm1_g")
+    for i, name in enumerate([*chain, "mlp_ztm1_g.linear_last"]):
+        pairs[f"encoder_z.{i}"] = name
+    pairs.update({"encoder_mean": "inf_mean", "encoder_logvar": "inf_logvar",
+                  "gate_hidden": "mlp_gate.linear1", "gate_out": "mlp_gate.linear2",
+                  "proposal_hidden": "mlp_z_prop.linear1", "proposal_out": "mlp_z_prop.linear2",
+                  "transition_mean": "prior_mean", "transition_var": "prior_logvar.1",
+                  "decoder_logvar": "gen_logvar"})
+    out = {f"{ours}.{p}": state[f"{theirs}.{p}"] for ours, theirs in pairs.items()
+           for p in ("weight", "bias")}
+    for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        out[f"encoder_rnn.{p}_l0"] = state[f"rnn_gx.{p}_l0"]
+    return DKF(config), out
+
+
+_BUILDERS = {"VAE": _vae, "RVAE": _rvae, "DKF": _dkf}
 
 
 def load_dvae_se(folder: str | os.PathLike, device="cpu") -> Prior:
@@ -225,12 +265,13 @@ def load_dvae_se(folder: str | os.PathLike, device="cpu") -> Prior:
         device: device of the returned prior.
 
     Returns:
-        A :class:`~speechvae.priors.VAE` or :class:`~speechvae.priors.RVAE` in eval mode, with
+        A :class:`~speechvae.priors.VAE`, :class:`~speechvae.priors.RVAE` or
+        :class:`~speechvae.priors.DKF` in eval mode, with
         ``metadata`` naming the source folder, model name, tag and training beta.
 
     Raises:
         CheckpointError: not a DVAE_SE folder, an STFT other than speechvae's, a model type
-            or architecture option that does not map (DKF, SRNN, dense stacks before the
+            or architecture option that does not map (SRNN, dense stacks before the RVAE's
             recurrences, ...), or weights that do not fit the config.
 
     References:
@@ -278,6 +319,11 @@ def _used(state: dict, name: str, cfg) -> set[str]:
     if name == "VAE":
         stacks = ("mlp_x_z", "mlp_z_x")
         singles = ("inf_mean", "inf_logvar", "gen_logvar")
+    elif name == "DKF":
+        stacks = ("mlp_x_gx", "mlp_ztm1_g", "mlp_g_z", "mlp_z_x")
+        singles = ("mlp_ztm1_g.linear_last", "inf_mean", "inf_logvar", "mlp_gate.linear1",
+                   "mlp_gate.linear2", "mlp_z_prop.linear1", "mlp_z_prop.linear2",
+                   "prior_mean", "prior_logvar.1", "gen_logvar")
     else:
         stacks = ("mlp_g_z",)
         singles = ("inf_mean", "inf_logvar", "gen_logvar")
@@ -289,4 +335,6 @@ def _used(state: dict, name: str, cfg) -> set[str]:
         used |= {f"{n}.weight", f"{n}.bias"}
     if name == "RVAE":
         used |= {k for k in state if k.split(".")[0] in ("rnn_g_x", "rnn_g_z", "rnn_h")}
+    if name == "DKF":
+        used |= {f"rnn_gx.{p}_l0" for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
     return used
