@@ -28,6 +28,8 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 B, T = 2, 12
 SMALL = TCVAEConfig(latent_dim=3, hidden_dim=8, encoder_dilations=(1, 2),
                     decoder_dilations=(1, 2), kernel_size=3)
+LAYER_NORM = TCVAEConfig(latent_dim=3, hidden_dim=8, encoder_dilations=(1, 2),
+                         decoder_dilations=(1, 2), norm="layer", activation="tanh")
 
 
 def _build(config=SMALL, seed=0, dtype=torch.float32, residual=0.3):
@@ -63,7 +65,7 @@ def test_registered():
 
 
 @pytest.mark.parametrize("config", [SMALL, TCVAEConfig(latent_dim=3, hidden_dim=8,
-                                                       activation="gated", norm="none")])
+                                                       activation="gated", norm="layer")])
 def test_shapes(config):
     prior = _build(config)
     lat = prior.latent_dim
@@ -152,9 +154,10 @@ def test_neg_elbo_with_mask_ignores_padded_frames():
 
 # -- padding and time dependence -----------------------------------------------------------------
 
+@pytest.mark.parametrize("config", [SMALL, LAYER_NORM], ids=["plain", "layer-norm"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_padded_sequence_equals_the_sequence_alone(dtype):
-    prior = _build(dtype=dtype)
+def test_padded_sequence_equals_the_sequence_alone(dtype, config):
+    prior = _build(config, dtype=dtype)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     power = _power(batch=3, frames=14, dtype=dtype)
     lengths = [14, 9, 1]
@@ -183,8 +186,9 @@ def test_padded_sequence_equals_the_sequence_alone(dtype):
                               rtol=tol, atol=tol)  # beyond the receptive field: untouched
 
 
-def test_decoder_sees_exactly_its_receptive_field():
-    prior = _build()
+@pytest.mark.parametrize("config", [SMALL, LAYER_NORM], ids=["plain", "layer-norm"])
+def test_decoder_sees_exactly_its_receptive_field(config):
+    prior = _build(config)
     n, k = 20, 9
     z = torch.randn(1, prior.latent_dim, n, generator=_gen())
     moved = z.clone()
