@@ -13,9 +13,11 @@ pytest.importorskip("parselmouth", reason="editing needs praat-parselmouth")
 librosa = pytest.importorskip("librosa", reason="f0 measurement needs librosa")
 
 from speechvae.editing import (
+    EditConfig,
     FactorSubspace,
     SourceFilterSubspaces,
     SubspaceError,
+    envelope_ratio,
     fit_factor_subspace,
     harmonic_comb,
     harmonic_refinement,
@@ -23,6 +25,14 @@ from speechvae.editing import (
     piecewise_linear_fit,
     pulse_train,
     synthesize_vowel,
+    true_envelope,
+)
+from speechvae.editing.harmonic import (
+    ENVELOPE_STFT,
+    harmonic_synthesis,
+    lpc_shape,
+    minimum_phase,
+    sample_f0,
 )
 from speechvae.editing.subspaces import _hat_basis
 from speechvae.stft import DEFAULT_STFT, stft
@@ -350,14 +360,6 @@ def test_unvoiced_input_comes_back_unchanged_with_a_warning(editor):
 
 
 # -- relative (input-anchored) edits, envelopes, harmonic resynthesis (issue 16) ---------------
-from speechvae.editing import EditConfig, envelope_ratio, true_envelope  # noqa: E402
-from speechvae.editing.harmonic import (  # noqa: E402
-    ENVELOPE_STFT,
-    harmonic_synthesis,
-    lpc_shape,
-    minimum_phase,
-    sample_f0,
-)
 
 
 def _praat_median_f0(y: np.ndarray, sr: int = 16000) -> float:

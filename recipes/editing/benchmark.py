@@ -4,7 +4,7 @@
 Usage:
     OMP_NUM_THREADS=1 python recipes/editing/benchmark.py [--data-root ../shared/data]
         [--limit N] [--fda-limit N] [--fda-check-limit N] [--method ours|world|psola ...]
-        [--target HZ ...] [--prior NAME] [--no-control] [--figure FILE]
+        [--target HZ ...] [--prior NAME] [--no-control] [--max-seconds S] [--figure FILE]
         [--figure-target HZ] [--json-out FILE] [--threads 1]
 
 Corpora: the dev speech of ../shared/data (LibriSpeech, 24 files; the first ``--limit`` in
@@ -258,10 +258,12 @@ def plot_example(path: Path, name: str, x: np.ndarray, outputs: dict, analyses: 
 # -- main ------------------------------------------------------------------------------------
 
 def run_corpus(name: str, files: list[dict], shifters: dict, targets: list, control: bool,
-               figure: tuple | None) -> list[dict]:
+               figure: tuple | None, max_seconds: float | None = None) -> list[dict]:
     rows = []
     for i, f in enumerate(files):
         x, _ = load_audio(f["path"], SR)
+        if max_seconds:
+            x = x[: int(max_seconds * SR)]
         dur = x.size / SR
         inp = analyse(x, f["gender"])
         for t in targets:
@@ -310,6 +312,8 @@ def main(argv: list[str] | None = None):
                     help="prior of the 'ours' editor (name or checkpoint; default: the "
                          "editor's shipped editing prior)")
     ap.add_argument("--no-control", action="store_true", help="skip the ±0 st rows")
+    ap.add_argument("--max-seconds", type=float, default=None,
+                    help="use only the first S seconds of each file (quick subset runs)")
     ap.add_argument("--figure", type=Path, help="PNG: spectrograms and f0 of the first file")
     ap.add_argument("--figure-target", type=float, default=200.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (method 'ours')")
@@ -344,7 +348,7 @@ def main(argv: list[str] | None = None):
     for name, files in corpora:
         if files:
             out["rows"] += run_corpus(name, files, shifters, targets, not a.no_control,
-                                      figure if name == "dev" else None)
+                                      figure if name == "dev" else None, a.max_seconds)
 
     m = machine_info()
     versions = []

@@ -2,7 +2,10 @@
 
 The f0 and formant (F1–F3) subspaces of a VAE's latent space are learned from a few seconds
 of synthetic labelled vowels (:mod:`.vowels`, :mod:`.subspaces`) and used to edit real speech
-frame by frame (:mod:`.transforms`): ``shift_f0``, ``edit_formant``, ``whisper``.
+frame by frame (:mod:`.transforms`): ``shift_f0``, ``edit_formant``, ``whisper``. By default
+the edit is applied relative to the input (:mod:`.envelope`: the change of the decoded
+envelope; f0 edits resynthesise harmonics of the target f0 on the input's envelope,
+:mod:`.harmonic`), so that what the VAE cannot represent is kept.
 Signal-processing references for benchmarks (WORLD, Praat PSOLA) are in :mod:`.baselines`.
 
 Needs ``pip install speechvae[editing]`` (praat-parselmouth, librosa)::
@@ -13,6 +16,7 @@ Needs ``pip install speechvae[editing]`` (praat-parselmouth, librosa)::
 
 Reference: Sadok, Leglaive, Girin, Alameda-Pineda, Séguier, Speech Communication 148, 2023.
 """
+from .envelope import envelope_ratio, true_envelope
 from .subspaces import (
     FACTORS,
     FactorSubspace,
@@ -22,7 +26,6 @@ from .subspaces import (
     learn_subspaces,
     piecewise_linear_fit,
 )
-from .envelope import envelope_ratio, true_envelope
 from .transforms import (
     EDIT_METHODS,
     Analysis,

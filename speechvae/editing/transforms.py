@@ -1,7 +1,23 @@
 """Latent source–filter edits of real speech: f0 shift, formant edit, whispering.
 
-Pipeline of every edit (Sadok et al., Speech Communication 2023, §4–5, with the changes
-listed below):
+Two methods (:attr:`EditConfig.method`):
+
+* ``"relative"`` (default, issue 16): what the VAE cannot represent is carried from the
+  input. The latent edit (step 3 below) is applied as the change it makes to the decoded
+  spectral envelope, ``E[v(z_new)] / E[v(z)]`` (:mod:`.envelope`), on the input.
+  f0 edits: the voiced frames are resynthesised as harmonics of the *target* f0 whose phases
+  accumulate from the target track and whose amplitudes sample the input's short-time
+  all-pole envelope (:mod:`.harmonic`; by default without the latent envelope change, which
+  moved F1 by 15–30 %, ``recipes/editing/README.md``), cross-faded with the untouched input
+  on unvoiced frames. Formant edits and whispering: the input's power times the envelope
+  change (for whispering on a flat, random-phase excitation), with the input's phase
+  (formant edits) or Griffin–Lim (whispering); relative formant edits measure the formant they
+  reach (Praat Burg), correct the latent target and warn when the target is not reached.
+  With no latent change the input comes back exactly.
+* ``"latent"``: the decoder-only pipeline below.
+
+Pipeline of the ``"latent"`` method (Sadok et al., Speech Communication 2023, §4–5, with the
+changes listed below; steps 1–3 are shared by both methods):
 
 1. The input is resampled to the prior's rate and peak-normalised; its STFT gives the power
    spectrogram ``P`` and the latent ``z`` (posterior mean of the encoder, frame by frame).
@@ -50,7 +66,7 @@ from ..audio import AudioError, AudioWarning, check_waveform, resample
 from ..priors.base import Prior
 from ..stft import STFTConfig, stft
 from .common import FACTORS, frame_f0
-from .envelope import envelope_ratio, true_envelope
+from .envelope import envelope_ratio
 from .subspaces import SourceFilterSubspaces
 
 __all__ = [
@@ -442,13 +458,6 @@ class Editor:
         return torch.from_numpy(np.asarray(f0, dtype=np.float32)).to(self.device)
 
     @torch.no_grad()
-    def input_envelope(self, a: Analysis) -> torch.Tensor:
-        """True envelope of the input's power spectrogram at its own f0, ``(freq, frames)``
-        (:func:`~speechvae.editing.envelope.true_envelope`)."""
-        return true_envelope(a.power, self._f0_tensor(a.f0), self.sample_rate,
-                             self.config.envelope_iter)
-
-    @torch.no_grad()
     def latent_envelope_ratio(self, a: Analysis, z_new: torch.Tensor,
                               f0_new: np.ndarray | None = None) -> torch.Tensor:
         """``E[v(z_new)] / E[v(z)]`` limited to ``±ratio_limit_db``, 1 on unvoiced frames;
@@ -499,22 +508,6 @@ class Editor:
         by_freq = np.stack([np.interp(f_dst, f_src, v[:, j]) for j in range(v.shape[1])], 1)
         out = np.stack([np.interp(t_dst, t_src, by_freq[i]) for i in range(shape[0])])
         return torch.from_numpy(out).to(torch.float32)
-
-    @torch.no_grad()
-    def _relative_f0_power(self, a: Analysis, z_new: torch.Tensor, target: np.ndarray,
-                           excitation: torch.Tensor) -> torch.Tensor:
-        """Voiced frames: input envelope (times the latent edit's envelope change with
-        ``f0_envelope="edit"``) times the harmonic comb of the target-f0 pulse train, whose
-        harmonics (unit amplitude, STFT peak ``sum(window) / 2``) then have the envelope's
-        power; the input's power elsewhere."""
-        from ..stft import _window
-
-        envelope = self.input_envelope(a)
-        if self.config.f0_envelope == "edit":
-            envelope = envelope * self.latent_envelope_ratio(a, z_new, target)
-        peak = 0.5 * float(_window(self.stft_config).sum())
-        comb = excitation.abs().square() / peak ** 2
-        return torch.where(a.voiced, envelope * comb, a.power)
 
     @torch.no_grad()
     def _relative_whisper_power(self, a: Analysis, z_new: torch.Tensor) -> torch.Tensor:
