@@ -13,7 +13,8 @@ is an :class:`InferenceStep` (``vem``: the prior's encoder fine-tuned as ``q(z |
 3. iterate: E-step (speech-variance samples and each file's objective), M-step (the shared
    masked :func:`~speechvae.enhancement.model.m_step`, or the step's own update), one
    stopping rule per file (:func:`converged`); a stopped file's parameters are frozen;
-4. the speech estimate: the step's Wiener gain applied to the mixture, each file cut back to
+4. the speech estimate: the step's Wiener gain, raised to the suppression limit's floor
+   (``config.atten_lim_db``) when one is set, applied to the mixture, each file cut back to
    its length.
 
 Steps that can batch (``batched = True``: VEM) run the whole batch at once, padded frames
@@ -34,7 +35,8 @@ from typing import ClassVar
 import torch
 
 from ..priors.base import Prior
-from .model import EMConfig, NMFNoise, gain_options, initial_noise, m_step, mixture_power
+from .model import (EMConfig, NMFNoise, attenuation_floor, gain_options, initial_noise, m_step,
+                    mixture_power)
 
 __all__ = ["EMResult", "EStep", "InferenceStep", "converged", "run_em"]
 
@@ -219,7 +221,8 @@ def run_em(step_class: type[InferenceStep], prior: Prior, mixture_stfts: torch.T
 
     step = step_class(prior, mixture, power, mask, lengths, config, generators)
     step.init_latents()
-    nmf = initial_noise(power, lengths, config.nmf_rank, config.init_noise_level, generators)
+    nmf = initial_noise(power, lengths, config.nmf_rank, config.init_noise_level, generators,
+                        config.noise_init, config.floor_quantile)
     nmf = step.start(nmf)
     objectives: list[list[float]] = [[] for _ in range(n_files)]
     iterations = [0] * n_files
@@ -241,6 +244,8 @@ def run_em(step_class: type[InferenceStep], prior: Prior, mixture_stfts: torch.T
     step.active = torch.ones(n_files, dtype=torch.bool, device=power.device)
     with torch.no_grad():
         gain = step.wiener_gain(nmf)
+        if config.atten_lim_db is not None:
+            gain = gain.clamp_min(attenuation_floor(config.atten_lim_db))
         speech, noise = gain * mixture, (1.0 - gain) * mixture
     return [EMResult(speech[b:b + 1, :, :n], noise[b:b + 1, :, :n],
                      NMFNoise(nmf.W[b:b + 1], nmf.H[b:b + 1, :, :n], nmf.g[b:b + 1, :, :n]),

@@ -25,12 +25,16 @@ import torch
 from ..priors.base import Prior
 from .samplers import ChainState
 
-__all__ = ["GAINS", "EMConfig", "LatentPosterior", "NMFNoise", "average_wiener", "gain_options",
-           "init_nmf", "initial_noise", "m_step", "mixture_cost", "mixture_power",
+__all__ = ["GAINS", "NOISE_INITS", "EMConfig", "attenuation_floor", "LatentPosterior", "NMFNoise", "average_wiener", "gain_options",
+           "init_nmf", "initial_noise", "m_step", "mixture_cost", "mixture_power", "noise_floor",
            "normalise", "time_major", "wiener_gain"]
 
 #: Speech gain models: one gain per frame (the papers), one per signal, or none (``g = 1``).
 GAINS = ("frame", "global", "none")
+
+#: NMF starts: random ``W`` and ``H`` (flat expected spectrum), or ``W`` shaped by the
+#: mixture's per-frequency noise floor (see :func:`init_nmf`).
+NOISE_INITS = ("random", "floor")
 
 
 def _check_int(config, name: str, low: int = 1) -> None:
@@ -60,10 +64,19 @@ class EMConfig:
         gain: ``"frame"`` (a speech gain ``g_t`` per frame, as in the papers), ``"global"``
             (one gain per signal) or ``"none"`` (``g = 1``).
         init_noise_level: initial level of ``W H`` relative to the mean mixture power.
+        noise_init: ``"random"`` (uniform random ``W``, ``H``) or ``"floor"`` (each column of
+            ``W`` a random perturbation of the mixture's per-frequency noise floor, the
+            ``floor_quantile`` quantile of the power over frames; see :func:`init_nmf`).
+        floor_quantile: quantile in ``(0, 1)`` of the ``"floor"`` start.
+        atten_lim_db: suppression limit, the largest attenuation in dB the final Wiener gain
+            may apply: the driver raises the amplitude gain to at least
+            ``10 ** (-atten_lim_db / 20)`` (as DeepFilterNet's ``--atten-lim-db``); None: no
+            limit.
 
     Raises:
-        ValueError: a count below 1, an unknown gain, a negative ``tol`` or a non-positive
-            ``init_noise_level``.
+        ValueError: a count below 1, an unknown gain or noise start, a negative ``tol``, a
+            non-positive ``init_noise_level``, a quantile outside ``(0, 1)`` or a negative
+            ``atten_lim_db``.
     """
 
     iterations: int = 50
@@ -73,6 +86,9 @@ class EMConfig:
     m_steps: int = 1
     gain: str = "frame"
     init_noise_level: float = 1.0
+    noise_init: str = "random"
+    floor_quantile: float = 0.2
+    atten_lim_db: float | None = None
 
     def __post_init__(self):
         for name in ("iterations", "nmf_rank", "tol_window", "m_steps"):
@@ -83,6 +99,19 @@ class EMConfig:
             raise ValueError(f"tol must be >= 0, got {self.tol}")
         if not self.init_noise_level > 0:
             raise ValueError(f"init_noise_level must be positive, got {self.init_noise_level}")
+        if self.noise_init not in NOISE_INITS:
+            raise ValueError(f"noise_init must be one of {', '.join(NOISE_INITS)}, "
+                             f"got {self.noise_init!r}")
+        if not 0 < self.floor_quantile < 1:
+            raise ValueError(f"floor_quantile must be in (0, 1), got {self.floor_quantile}")
+        if self.atten_lim_db is not None and not self.atten_lim_db >= 0:
+            raise ValueError(f"atten_lim_db must be >= 0 dB or None, got {self.atten_lim_db}")
+
+
+def attenuation_floor(atten_lim_db: float | None) -> float:
+    """The smallest amplitude gain a suppression limit of ``atten_lim_db`` dB allows,
+    ``10 ** (-atten_lim_db / 20)`` (0 for None: no limit)."""
+    return 0.0 if atten_lim_db is None else 10.0 ** (-float(atten_lim_db) / 20.0)
 
 
 def gain_options(gain: str) -> dict:
@@ -191,10 +220,12 @@ def mixture_power(prior: Prior, mixture_stfts: torch.Tensor, lengths) -> tuple[
 
 
 def initial_noise(power: torch.Tensor, lengths: list[int], rank: int, level: float,
-                  generators) -> NMFNoise:
+                  generators, method: str = "random", quantile: float = 0.2) -> NMFNoise:
     """The NMF start of every algorithm: each file's :func:`init_nmf` drawn alone from its
     own generator on its valid frames (so a file gets the same start in any batch), ``H``
     scaled by ``level``, zero-padded (``H = 0``, ``g = 1``) to the batch's frame count.
+
+    ``method`` and ``quantile`` are :func:`init_nmf`'s (see :data:`NOISE_INITS`).
 
     Shapes: ``power (batch, freq, time)`` -> ``W (batch, freq, rank)``,
     ``H (batch, rank, time)``, ``g (batch, 1, time)``.
@@ -202,7 +233,7 @@ def initial_noise(power: torch.Tensor, lengths: list[int], rank: int, level: flo
     n_frames = power.shape[-1]
     parts = []
     for b, (n, gen) in enumerate(zip(lengths, generators)):
-        one = init_nmf(power[b:b + 1, :, :n], rank, gen)
+        one = init_nmf(power[b:b + 1, :, :n], rank, gen, method=method, quantile=quantile)
         pad = n_frames - n
         parts.append(NMFNoise(one.W, torch.nn.functional.pad(one.H * level, (0, pad)),
                               torch.nn.functional.pad(one.g, (0, pad), value=1.0)))
@@ -211,19 +242,51 @@ def initial_noise(power: torch.Tensor, lengths: list[int], rank: int, level: flo
     return NMFNoise(*(torch.cat([getattr(x, k) for x in parts]) for k in ("W", "H", "g")))
 
 
+def noise_floor(power: torch.Tensor, quantile: float, mask: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """Per-frequency noise floor of a power spectrogram: the ``quantile`` quantile of each
+    bin's power over the (valid) frames, as in minimum-statistics noise estimation (Martin,
+    IEEE TSAP 2001), without its bias correction (only the spectral shape is used).
+
+    Shapes: ``power (batch, freq, time)``, ``mask (batch, time)`` -> ``(batch, freq, 1)``.
+    """
+    if mask is None:
+        return torch.quantile(power, quantile, dim=-1, keepdim=True)
+    out = []
+    for b in range(power.shape[0]):
+        valid = power[b][:, mask[b] > 0]
+        out.append(torch.quantile(valid, quantile, dim=-1, keepdim=True))
+    return torch.stack(out)
+
+
 def init_nmf(power: torch.Tensor, rank: int, generator: torch.Generator | None = None,
-             mask: torch.Tensor | None = None) -> NMFNoise:
+             mask: torch.Tensor | None = None, method: str = "random",
+             quantile: float = 0.2) -> NMFNoise:
     """Random positive initialisation scaled so that ``W H`` has the mean level of ``power``.
 
     Args:
         power: mixture power spectrogram ``(batch, freq, time)``.
         rank: NMF rank ``K``.
         mask: optional ``(batch, time)`` 0/1 of valid frames (padded frames get ``H = 0``).
+        method: ``"random"``: ``W``, ``H`` uniform in ``[0.1, 1.1)``, so the expected noise
+            spectrum is flat; ``"floor"``: each column of ``W`` is the per-frequency noise
+            floor (:func:`noise_floor`) times a uniform ``[0.1, 1.1)`` perturbation, so the
+            start has the spectral shape of the mixture's quietest frames (the same random
+            draws either way).
+        quantile: quantile of the ``"floor"`` start, in ``(0, 1)``.
+
+    Raises:
+        ValueError: unknown ``method``.
     """
+    if method not in NOISE_INITS:
+        raise ValueError(f"method must be one of {', '.join(NOISE_INITS)}, got {method!r}")
     b, f, t = power.shape
     dev, dt = power.device, power.dtype
     W = torch.rand((b, f, rank), generator=generator, device=dev, dtype=dt) + 0.1
     H = torch.rand((b, rank, t), generator=generator, device=dev, dtype=dt) + 0.1
+    if method == "floor":
+        floor = noise_floor(power, quantile, mask)
+        W = W * (floor / floor.mean(dim=1, keepdim=True).clamp_min(TINY)).clamp_min(1e-6)
     if mask is None:
         level = power.mean(dim=(1, 2))
     else:

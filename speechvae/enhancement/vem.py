@@ -39,6 +39,9 @@ from .model import EMConfig, NMFNoise, wiener_gain
 
 __all__ = ["Adam", "VEMConfig", "VEMResult", "VEMStep", "batchable_prior", "vem", "vem_batch"]
 
+#: final Wiener estimates of :class:`VEMConfig` (``wiener``)
+WIENER_ESTIMATES = ("samples", "mean")
+
 #: :func:`vem`'s result (the result type of every algorithm).
 VEMResult = EMResult
 
@@ -89,8 +92,15 @@ class VEMConfig(EMConfig):
         lr: Adam learning rate of the encoder fine-tuning.
         e_steps: Adam steps per E-step.
         samples: posterior samples per iteration (E-step and M-step).
-        wiener_samples: posterior samples averaged in the final Wiener filter.
+        wiener_samples: posterior samples averaged in the final Wiener filter
+            (``wiener="samples"``).
         beta: weight of the KL term in the E-step.
+        wiener: the final speech variance: ``"samples"`` (the Wiener gain averaged over
+            ``wiener_samples`` posterior draws, as in the papers) or ``"mean"`` (one gain at
+            the posterior mean, the encoder's draw with zero noise: one decoder pass).
+
+    Raises:
+        ValueError: a count below 1 or an unknown ``wiener``.
     """
 
     lr: float = 1e-3
@@ -98,9 +108,13 @@ class VEMConfig(EMConfig):
     samples: int = 1
     wiener_samples: int = 16
     beta: float = 1.0
+    wiener: str = "samples"
 
     def __post_init__(self):
         super().__post_init__()
+        if self.wiener not in WIENER_ESTIMATES:
+            raise ValueError(f"VEMConfig.wiener must be one of {', '.join(WIENER_ESTIMATES)}, "
+                             f"got {self.wiener!r}")
         for name in ("e_steps", "samples", "wiener_samples"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -209,6 +223,11 @@ class VEMStep(InferenceStep):
 
     def wiener_gain(self, nmf: NMFNoise) -> torch.Tensor:
         everyone = [True] * len(self.lengths)
+        if self.config.wiener == "mean":  # the posterior mean: zero noise, no random draw
+            eps = self.power.new_zeros((1, len(self.lengths), self.local.latent_dim,
+                                        self.power.shape[-1]))
+            z = self.local.posterior_draws(self.params, self.power, eps, self.lengths)[0]
+            return wiener_gain(nmf.noise_variance(), [nmf.g * self._decode(z[0])])
         z = self._draws(self.config.wiener_samples, everyone)[0]
         # draws decoded one at a time, so memory does not grow with the number of samples
         speech_vars = (nmf.g * self._decode(zr) for zr in z.unbind(0))
