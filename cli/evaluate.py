@@ -48,23 +48,28 @@ def _parse_priors(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--figure-files", type=click.IntRange(min=0), default=2, show_default=True,
               help="Files shown as spectrograms in the report.")
+@click.option("--figures/--no-figures", default=True, show_default=True,
+              help="Draw the report's figures (needs matplotlib: pip install "
+                   "speechvae[eval]); --no-figures writes the tables and index.html only.")
 @click.option("--restart", is_flag=True,
               help="Discard the results already in --output-dir instead of resuming.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: when stderr is a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def evaluate(set_dir, methods, baselines, output_dir, priors, iterations, nmf_rank,
-             nmf_dictionary, seed, noise_info, limit, threads, device, figure_files, restart,
-             progress, as_json):
+             nmf_dictionary, seed, noise_info, limit, threads, device, figure_files, figures,
+             restart, progress, as_json):
     """Run methods and baselines on every noisy file of SET_DIR and score them side by side.
 
     SET_DIR holds list.csv (name, clean, noisy, snr_db, ...) as made by 'speechvae mix' or
     the corpus' make_mixtures.py. Each output goes to OUTPUT_DIR/METHOD/NAME.wav and is
     scored against the clean file (SI-SDR, PESQ-WB, PESQ-NB, STOI, ESTOI); each result is
-    appended to OUTPUT_DIR/results.csv as soon as it is done, and a rerun skips what is
-    there (resume; the settings must match). At the end: table.md and table.csv (means per
-    input SNR, per noise type and overall, with the real-time factor, threads, device,
-    machine and commit), figures/*.png and index.html (players for every file).
+    appended to OUTPUT_DIR/results.csv (with the torch thread count it ran with) as soon as
+    it is done, and a rerun skips what is there (resume; the settings must match; RTFs of
+    rows run with other --threads are flagged, not silently averaged). At the end: table.md
+    and table.csv (means per input SNR, per noise type and overall, with the real-time
+    factor, threads, device, machine and commit), figures/*.png (unless --no-figures) and
+    index.html (players for every file).
 
     \b
     Examples:
@@ -87,9 +92,10 @@ def evaluate(set_dir, methods, baselines, output_dir, priors, iterations, nmf_ra
                               nmf_dictionary)
         result = run_evaluation(set_dir, built, output_dir, limit=limit, noise_info=noise_info,
                                 figure_files=figure_files, restart=restart, progress=progress,
-                                device=device)
+                                device=device, figures=figures)
     except ImportError as exc:  # an optional dependency: the message says what to install
-        raise CLIError(str(exc)) from exc
+        hint = "; or --no-figures" if "matplotlib" in str(exc) else ""
+        raise CLIError(str(exc) + hint) from exc
     files = {k: [str(p) for p in v] if isinstance(v, list) else str(v)
              for k, v in result.files.items()}
     overall = [r for r in result.summary if r["group_by"] == "overall"]

@@ -158,8 +158,12 @@ def test_enhance_skip_existing(tmp_path, invoke, fast):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert [Path(f["input"]).name for f in summary["files"]] == ["b.wav"]
+    assert summary["skipped"] == 1
     assert (tmp_path / "a_enhanced.wav").read_bytes() == b"done before"
     assert_output_like(tmp_path / "b_enhanced.wav", 1.0)
+    again = invoke("enhance", a, b, *fast, "--skip-existing")  # says how many it skipped
+    assert again.exit_code == 0, again.output
+    assert "enhanced 0 file(s)" in again.stdout and "skipped 2 whose outputs exist" in again.stdout
 
 
 def test_enhance_never_overwrites_an_input(tmp_path, invoke, fast, expect_error):

@@ -424,3 +424,46 @@ def test_html_page_renders_in_headless_chromium(evaluated, tmp_path):
     assert dom.count("<audio") == len(links.audio) > 0
     assert dom.count("<img") == len(links.img) == 3
     assert "Per input SNR" in dom and "</table>" in dom
+
+
+def test_no_figures_needs_no_matplotlib(eval_set, tmp_path, invoke, monkeypatch,
+                                        expect_error):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    out = tmp_path / "nofig"
+    args = ["evaluate", eval_set, "--baseline", "noisy", "--threads", "1", "--limit", "1"]
+    result = invoke(*args, "--output-dir", out, "--no-figures", "--json")
+    assert result.exit_code == 0, result.output
+    assert (out / "table.md").is_file() and (out / "index.html").is_file()
+    assert not (out / "figures").exists() and "<img" not in (out / "index.html").read_text()
+    # asking for figures without matplotlib: one line that says what to do, before any work
+    expect_error(invoke(*args, "--output-dir", tmp_path / "fig"), "matplotlib", "--no-figures")
+    assert not (tmp_path / "fig" / "results.csv").exists()
+
+
+def test_resume_with_other_threads_is_flagged(eval_set, tmp_path, invoke):
+    out = tmp_path / "mixed"
+    args = ["evaluate", eval_set, "--baseline", "noisy", "--baseline", "nmf", "--output-dir",
+            out, "--no-figures", "--json"]
+    try:
+        assert invoke(*args, "--threads", "1", "--limit", "1").exit_code == 0
+        # a results.csv of an earlier version: no threads column (rows kept, threads unknown)
+        rows = read_csv(out / "results.csv")
+        with open(out / "results.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "threads"])
+            w.writeheader()
+            w.writerows([{k: v for k, v in r.items() if k != "threads"} for r in rows])
+        assert invoke(*args, "--threads", "1", "--limit", "2").exit_code == 0
+        last = invoke(*args, "--threads", "2")
+        assert last.exit_code == 0, last.output
+        assert json.loads(last.stdout)["reused"] == 4
+    finally:
+        torch.set_num_threads(1)
+    rows = read_csv(out / "results.csv")
+    assert sorted(r["threads"] for r in rows) == ["", "", "1", "1", "2", "2", "2", "2"]
+    md = (out / "table.md").read_text()
+    assert "threads: mixed: 1, 2, ?" in md
+    assert "(mixed: 1, 2, ? threads)" in md  # the overall RTF cells say what they mix
+    table = read_csv(out / "table.csv")
+    assert {t["threads"] for t in table if t["group_by"] == "overall"} == {"mixed: 1, 2, ?"}

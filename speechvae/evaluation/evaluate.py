@@ -52,7 +52,9 @@ __all__ = [
 SAMPLE_RATE = 16000
 #: columns of results.csv, one row per (file, method)
 RESULT_COLUMNS = ("name", "method", "snr_db", "noise_type", "duration_s", "seconds",
-                  *METRICS, "output")
+                  *METRICS, "threads", "output")
+#: columns a row may lack (files of earlier versions had no ``threads``: unknown)
+OPTIONAL_COLUMNS = ("output", "threads")
 RESULTS_FILE = "results.csv"
 RUN_FILE = "run.json"
 
@@ -306,12 +308,13 @@ def build_methods(methods: Sequence[str] = (), baselines: Sequence[str] = (),
 def _parse_row(row: dict) -> dict | None:
     """A results.csv row with numbers parsed, or None if it is incomplete (a write that was
     interrupted)."""
-    if any(row.get(c) in (None, "") for c in RESULT_COLUMNS if c not in ("output",)):
+    if any(row.get(c) in (None, "") for c in RESULT_COLUMNS if c not in OPTIONAL_COLUMNS):
         return None
     try:
-        out = {k: row[k] for k in ("name", "method", "noise_type", "output")}
+        out = {k: row.get(k) or "" for k in ("name", "method", "noise_type", "output")}
         for k in ("snr_db", "duration_s", "seconds", *METRICS):
             out[k] = float(row[k])
+        out["threads"] = int(row["threads"]) if row.get("threads") not in (None, "") else None
     except (ValueError, TypeError):
         return None
     return out
@@ -333,6 +336,8 @@ def read_results(output_dir: str | os.PathLike) -> list[dict]:
 
 
 def _csv_value(v):
+    if v is None:
+        return ""
     return repr(v) if isinstance(v, float) else v  # repr: floats read back exactly
 
 
@@ -347,7 +352,7 @@ class _ResultsWriter:
                 w = csv.DictWriter(f, fieldnames=list(RESULT_COLUMNS))
                 w.writeheader()
                 for r in rows:
-                    w.writerow({k: _csv_value(r[k]) for k in RESULT_COLUMNS})
+                    w.writerow({k: _csv_value(r.get(k)) for k in RESULT_COLUMNS})
             os.replace(tmp, path)
         self._f = open(path, "a", newline="")  # noqa: SIM115 -- held open, closed by close()
         self._w = csv.DictWriter(self._f, fieldnames=list(RESULT_COLUMNS))
@@ -442,15 +447,19 @@ def _load_estimate(path: Path) -> np.ndarray:
 def evaluate(set_dir: str | os.PathLike, methods: Sequence, output_dir: str | os.PathLike,
              limit: int | None = None, noise_info: str | os.PathLike | None = None,
              figure_files: int = 2, restart: bool = False, progress: bool | None = None,
-             device: str = "cpu", report: bool = True) -> EvaluationResult:
+             device: str = "cpu", report: bool = True,
+             figures: bool = True) -> EvaluationResult:
     """Run and score every method on every pair of a set, then write the report.
 
     For each pair (in list.csv order) and each method: the noisy file is read (mono, 16 kHz),
     the method is timed on it (after one warm-up call per method on the first second of the
     first file), its output is written to ``output_dir/<method>/<name>.wav``, read back,
     scored against the clean file with :func:`speechvae.metrics.score`, and the row is
-    appended to ``output_dir/results.csv``. Rows already in that file (from an interrupted or
-    a ``limit``-ed run with the same settings) are reused, not recomputed.
+    appended to ``output_dir/results.csv`` with the torch thread count it ran with. Rows
+    already in that file (from an interrupted or a ``limit``-ed run with the same settings)
+    are reused, not recomputed; when the rows of a table were run with different thread
+    counts, the report says so (header and RTF cells), so RTFs of a resumed run with another
+    ``--threads`` are not passed off as one setting.
 
     Args:
         set_dir: folder with list.csv (see :func:`read_set`).
@@ -462,7 +471,8 @@ def evaluate(set_dir: str | os.PathLike, methods: Sequence, output_dir: str | os
         restart: discard earlier results in ``output_dir``.
         progress: tqdm bar (None: only on a terminal).
         device: recorded in the header (the methods hold their own device).
-        report: write the tables, figures and HTML page.
+        report: write the tables and HTML page.
+        figures: also draw the figures (needs matplotlib); False: tables and HTML only.
 
     Returns:
         :class:`EvaluationResult`.
@@ -470,12 +480,12 @@ def evaluate(set_dir: str | os.PathLike, methods: Sequence, output_dir: str | os
     Raises:
         ValueError: a bad set, a method listed twice, or ``output_dir`` holding results made
             with other settings (unless ``restart``).
-        ImportError: ``report`` without matplotlib (``pip install speechvae[eval]``).
+        ImportError: ``figures`` without matplotlib (``pip install speechvae[eval]``).
     """
     import torch
     from tqdm import tqdm
 
-    if report:  # fail before the work, not after it
+    if report and figures:  # fail before the work, not after it
         from .report import require_plotting
 
         require_plotting()
@@ -522,7 +532,8 @@ def evaluate(set_dir: str | os.PathLike, methods: Sequence, output_dir: str | os
                 scores = score(clean, _load_estimate(output_dir / rel), SAMPLE_RATE)
                 row = {"name": pair.name, "method": method.name, "snr_db": pair.snr_db,
                        "noise_type": pair.noise_type, "duration_s": noisy.size / SAMPLE_RATE,
-                       "seconds": seconds, **scores, "output": rel.as_posix()}
+                       "seconds": seconds, **scores, "threads": torch.get_num_threads(),
+                       "output": rel.as_posix()}
                 writer.write(row)
                 done[(pair.name, method.name)] = row
                 computed += 1
@@ -535,14 +546,16 @@ def evaluate(set_dir: str | os.PathLike, methods: Sequence, output_dir: str | os
             for p in pairs for n in names]
     from .report import machine_info
 
+    from .report import threads_label
+
     info = {"set": str(set_dir), "pairs": len(pairs),
             "audio_s": sum(done[(p.name, names[0])]["duration_s"] for p in pairs),
-            "methods": settings, "threads": torch.get_num_threads(), "device": str(device),
+            "methods": settings, "threads": threads_label(rows), "device": str(device),
             **machine_info()}
     result = EvaluationResult(rows, pairs, names, computed, len(rows) - computed, info=info)
     result.files["results"] = output_dir / RESULTS_FILE
     if report:
         from .report import write_report
 
-        write_report(result, output_dir, figure_files=figure_files)
+        write_report(result, output_dir, figure_files=figure_files, figures=figures)
     return result

@@ -39,6 +39,7 @@ __all__ = [
     "plot_scores",
     "plot_spectrograms",
     "require_plotting",
+    "threads_label",
     "summarise",
     "table_cells",
     "write_report",
@@ -46,7 +47,7 @@ __all__ = [
 
 #: table groupings, in report order: (key, column title)
 GROUPINGS = (("overall", ""), ("SNR", "SNR"), ("noise type", "noise type"))
-TABLE_COLUMNS = ("group_by", "group", "method", "n", *METRICS, "RTF")
+TABLE_COLUMNS = ("group_by", "group", "method", "n", *METRICS, "RTF", "threads")
 SAMPLE_RATE = 16000
 
 
@@ -106,6 +107,14 @@ def _snr_label(snr: float) -> str:
     return "unknown" if math.isnan(snr) else f"{snr:g} dB"
 
 
+def threads_label(rows: list[dict]) -> str:
+    """The torch thread counts the rows ran with: ``"2"``, or ``"mixed: 1, 2"`` (``?``: a
+    row of an earlier version that did not record it)."""
+    counts = sorted({r.get("threads") for r in rows}, key=lambda t: (t is None, t or 0))
+    text = ", ".join("?" if t is None else str(t) for t in counts)
+    return text if len(counts) <= 1 else f"mixed: {text}"
+
+
 def summarise(rows: list[dict], methods: list[str]) -> list[dict]:
     """Mean scores per (grouping, group, method).
 
@@ -116,7 +125,8 @@ def summarise(rows: list[dict], methods: list[str]) -> list[dict]:
     Returns:
         dicts with the keys of ``TABLE_COLUMNS``: ``group_by`` (``overall``, ``SNR``,
         ``noise type``), ``group`` (``all``, ``-5 dB``, ``home`` ...), ``method``, ``n``, the
-        mean of each metric, and ``RTF`` (total processing time / total audio duration).
+        mean of each metric, ``RTF`` (total processing time / total audio duration) and
+        ``threads`` (:func:`threads_label` of the rows).
     """
     out = []
     snrs = sorted({r["snr_db"] for r in rows}, key=lambda s: (math.isnan(s), s))
@@ -134,7 +144,8 @@ def summarise(rows: list[dict], methods: list[str]) -> list[dict]:
                 duration = math.fsum(r["duration_s"] for r in sel)
                 out.append({"group_by": key, "group": label, "method": m, "n": len(sel),
                             **{k: _mean([r[k] for r in sel]) for k in METRICS},
-                            "RTF": math.fsum(r["seconds"] for r in sel) / duration})
+                            "RTF": math.fsum(r["seconds"] for r in sel) / duration,
+                            "threads": threads_label(sel)})
     return out
 
 
@@ -179,8 +190,13 @@ def header_lines(info: dict) -> list[str]:
     minutes = info.get("audio_s", 0) / 60
     lines = [f"- set: `{info['set']}`: {info['pairs']} pairs, {minutes:.1f} min of audio"]
     lines += [f"- `{m}`: {_describe(s)}" for m, s in info["methods"].items()]
+    threads = str(info["threads"])
+    if threads.startswith("mixed"):
+        threads += (" (rows run with different thread counts, e.g. a run resumed with another "
+                    "--threads: an RTF cell that mixes them shows its counts; results.csv has "
+                    "each row's)")
     lines.append(f"- machine: {info['machine']}, {info['cores']} cores; threads: "
-                 f"{info['threads']}; device: {info['device']}; torch {info['torch']}; "
+                 f"{threads}; device: {info['device']}; torch {info['torch']}; "
                  f"python {info['python']}; speechvae {info['speechvae']}; "
                  f"commit {info['commit']}")
     lines.append("- means over files (NaN left out); SI-SDR in dB; PESQ-WB (ITU-T P.862.2) "
@@ -208,7 +224,10 @@ def table_cells(summary: list[dict], group_by: str, title: str) -> list[list[str
                     {x["method"] for x in summary if x["group_by"] == group_by}) > 1:
                 text = f"**{text}**"
             cells.append(text)
-        cells.append(_fmt("RTF", r["RTF"]))
+        rtf = _fmt("RTF", r["RTF"])
+        if str(r.get("threads", "")).startswith("mixed"):
+            rtf += f" ({r['threads']} threads)"
+        cells.append(rtf)
         body.append(cells)
     return [head, *body]
 
@@ -422,13 +441,16 @@ def html_page(result, summary: list[dict], output_dir: Path, figures: dict) -> s
     return "\n".join(out)
 
 
-def write_report(result, output_dir: str | os.PathLike, figure_files: int = 2) -> dict:
+def write_report(result, output_dir: str | os.PathLike, figure_files: int = 2,
+                 figures: bool = True) -> dict:
     """Write table.md, table.csv, the figures and index.html for an evaluation result.
 
     Args:
         result: :class:`~speechvae.evaluation.evaluate.EvaluationResult`.
         output_dir: the evaluation folder (outputs' paths are relative to it).
         figure_files: number of files shown as spectrograms.
+        figures: draw the figures (matplotlib); False: tables and the HTML page only
+            (matplotlib is not imported).
 
     Returns:
         ``result.files``, updated with the paths written.
@@ -444,6 +466,11 @@ def write_report(result, output_dir: str | os.PathLike, figure_files: int = 2) -
     _write_text(files["table_md"], markdown_report(summary, result.info))
     _write_table_csv(summary, files["table_csv"])
 
+    files["html"] = output_dir / "index.html"
+    if not figures:
+        files["figures"] = []
+        _write_text(files["html"], html_page(result, summary, output_dir, {}))
+        return files
     fig_dir = output_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     figures: dict = {"scores": plot_scores(summary, fig_dir / "scores.png"), "spectrograms": {}}
