@@ -16,18 +16,21 @@ computed by a TCN of the same kind over the log-power spectrogram. The posterior
 not depend on the drawn latents, so one pass of convolutions gives every frame at once:
 training and VEM run with batched matrix products over all frames (no recurrence), at a cost
 per frame a few times the frame-wise VAE's. The exact posterior of this model does not
-factorise over frames (the decoder couples neighbouring latents); the mean-field family is a
-choice of ours, as in the DVAE review's discussion of encoders that ignore the latent
-dependencies (Girin et al., Foundations and Trends in ML, 2021).
+factorise over frames (the decoder couples neighbouring latents, so ``z_t`` given ``s`` also
+depends on the other latents, the dependence the RVAE's encoder keeps through ``z_{1:t-1}``;
+see Girin et al., Foundations and Trends in ML, 2021, on the exact posterior structure of
+dynamical VAEs); dropping it for a mean-field family over frames is a choice of ours, made for
+speed, at the price of a looser ELBO.
 
 Block: ``h <- h + W_out act(conv_dilated(norm(h) * mask))`` (residual; ``norm`` none by
 default, or a per-frame layer norm over channels, which mixes no frames and no batch items, so
 it behaves the same for batch 1 in per-file VEM and for long files at test time -- batch norm
-would not; ``act`` GELU, tanh or the WaveNet gate ``tanh(a) * sigmoid(b)``). Each stack starts with a 1x1 convolution and tanh
-(``513 -> hidden`` in the encoder, ``latent -> hidden`` in the decoder) and ends with 1x1
-convolutions (``hidden -> 2 x latent`` and ``hidden -> 513``). ``W_out`` is zero-initialised,
-so that a new model is the frame-wise VAE of the same end layers; :meth:`TCVAE.from_vae`
-copies a trained VAE's end layers and so starts from exactly that VAE.
+would not; ``act`` GELU, tanh or the WaveNet gate ``tanh(a) * sigmoid(b)``). Each stack
+starts with a 1x1 convolution and tanh (``513 -> hidden`` in the encoder, ``latent -> hidden``
+in the decoder) and ends with 1x1 convolutions (``hidden -> 2 x latent`` and
+``hidden -> 513``). ``W_out`` is zero-initialised, so that a new model is the frame-wise VAE of
+the same end layers; :meth:`TCVAE.from_vae` copies a trained VAE's end layers and so starts
+from exactly that VAE.
 
 Padding: with a ``mask`` of valid frames (right padding), the input of every convolution that
 mixes frames is zeroed past each sequence's end, which equals the zero padding the sequence
