@@ -25,7 +25,10 @@ does use Praat's periodicity analysis, so the Praat column is not independent fo
 
 Each value is computed per file and averaged over files. The ``±0 st`` control rows resynthesise
 without a pitch change (``semitones=0``): their f0 error is against the input's own track, and
-their drift is the floor of method plus measurement. ``input`` rows score the unmodified input
+their drift is the floor of method plus measurement (the analysis–resynthesis of each method:
+WORLD analysis and synthesis, PSOLA without modification, ours re-generating the harmonics at
+the input's f0). The ``resynth`` rows are the VAE editor's ``Editor.reconstruct`` (encode,
+decode, no edit; with the relative method the input itself). ``input`` rows score the unmodified input
 against each target. Before the edits, the FDA laryngograph f0 is compared with pyin and Praat
 on the unmodified FDA files (the frame offset of the reference is estimated).
 """
@@ -192,7 +195,7 @@ def corpus_table(rows: list[dict], methods: list[str], targets: list, control: b
         groups[(r["target"], r["method"])].append(r)
     keys = [(f"{t:g} Hz", m) for t in targets for m in ["input", *methods]]
     if control:
-        keys += [("±0 st", m) for m in methods]
+        keys += [("±0 st", m) for m in methods] + [("resynth", m) for m in methods]
     keys += [("all targets", m) for m in ["input", *methods]]
     for t in targets:
         for m in ["input", *methods]:
@@ -273,11 +276,16 @@ def run_corpus(name: str, files: list[dict], shifters: dict, targets: list, cont
         jobs = [(f"{t:g} Hz", {"target_hz": float(t)}, t) for t in targets]
         if control:
             jobs.append(("±0 st", {"semitones": 0.0}, None))
+            jobs.append(("resynth", None, None))
         fig_out, fig_an = {}, {"input": inp}
         for label, kwargs, t in jobs:
             for m, shift in shifters.items():
+                editor = getattr(shift, "__self__", None)  # the VAE editors: an Editor
+                if kwargs is None and not hasattr(editor, "reconstruct"):
+                    continue  # "resynth": Editor.reconstruct, ours only
                 t0 = time.perf_counter()
-                y = fit(shift(x, SR, **kwargs), x.size)
+                y = fit(editor.reconstruct(x, SR) if kwargs is None else shift(x, SR, **kwargs),
+                        x.size)
                 dt = time.perf_counter() - t0
                 out = analyse(y, f["gender"])
                 rows.append({"corpus": name, "file": f["name"], "target": label, "method": m,
@@ -287,7 +295,7 @@ def run_corpus(name: str, files: list[dict], shifters: dict, targets: list, cont
         if figure and i == 0:
             plot_example(figure[0], f"{name}/{f['name']}", x, fig_out, fig_an, figure[1])
         last = [r for r in rows if r["file"] == f["name"] and r["method"] != "input"
-                and r["target"] != "±0 st"]
+                and r["target"] not in ("±0 st", "resynth")]
         print(f"[{name} {i + 1}/{len(files)}] {f['name']} ({dur:.1f} s): f0 err pyin "
               + ", ".join(f"{m} {np.nanmean([r['f0 err pyin (%)'] for r in last if r['method'] == m]):.2f} %"
                           for m in shifters), flush=True)
