@@ -16,6 +16,10 @@ Switches (``ours`` -> ``theirs``):
              (ours) or uniform(0, 1) W, H unscaled (theirs)
     wf       Wiener filter averaged over 16 posterior draws (ours), 1 draw (theirs' default)
              or the encoder mean path (mean)
+    naive    (not a convention: a mapping error) the non-causal RVAE's two spectrogram LSTMs
+             swapped, with the matching input columns of the first combining layer: what one
+             gets by reading ``rnn_g_x.*_l0`` as the forward direction, overlooking that the
+             DVAE_SE code runs that bidirectional LSTM on the time-reversed spectrogram
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/peer_vem_gap.py --devset runs/eval/devset \
@@ -52,6 +56,7 @@ class Variant:
     wf: str = "16"
     iterations: int = 50
     lr: float = 1e-3
+    naive: bool = False
 
     @classmethod
     def parse(cls, text: str, iterations: int, lr: float) -> Variant:
@@ -59,7 +64,7 @@ class Variant:
         for item in filter(None, text.split(",")):
             if item == "ours":
                 continue
-            if item in ("step", "fresh"):
+            if item in ("step", "fresh", "naive"):
                 v = dataclasses.replace(v, **{item: True})
             elif item == "init":
                 v = dataclasses.replace(v, init="theirs")
@@ -76,15 +81,26 @@ class Variant:
         return v
 
 
-def with_step(prior, step: bool):
-    """The prior with ``encoder_z_initial_step`` set (same weights)."""
+def variant_prior(prior, step: bool, naive: bool = False):
+    """The prior with ``encoder_z_initial_step`` set (same weights), and with the spectrogram
+    directions swapped if ``naive`` (non-causal RVAE only)."""
     if not hasattr(prior.config, "encoder_z_initial_step"):
-        return prior
-    if prior.config.encoder_z_initial_step == step:
         return prior
     other = type(prior)(dataclasses.replace(prior.config, encoder_z_initial_step=step),
                         prior.stft_config)
-    other.load_state_dict(prior.state_dict())
+    state = dict(prior.state_dict())
+    if naive:
+        if prior.config.causal:
+            raise SystemExit("error: 'naive' applies to the non-causal RVAE only")
+        h = prior.config.hidden_dim
+        for k in [k for k in state if k.startswith("encoder_s_forward.")]:
+            b = k.replace("encoder_s_forward.", "encoder_s_backward.")
+            state[k], state[b] = state[b], state[k]
+        first = "encoder_dense.0.weight" if prior.config.dense_dims else None
+        for name in [first] if first else ["encoder_mean.weight", "encoder_logvar.weight"]:
+            w = state[name]
+            state[name] = torch.cat([w[:, h:2 * h], w[:, :h], w[:, 2 * h:]], 1)
+    other.load_state_dict(state)
     return other.eval()
 
 
@@ -110,7 +126,7 @@ def m_step(power, vs, W, H, g):
 def vem_loop(prior, x: torch.Tensor, v: Variant, rank: int, seed: int) -> torch.Tensor:
     """Speech STFT estimate ``(F, N)`` of one mixture STFT ``x (F, N)``."""
     gen = torch.Generator().manual_seed(seed)
-    prior = with_step(prior, v.step)
+    prior = variant_prior(prior, v.step, v.naive)
     local = type(prior)(prior.config, prior.stft_config)
     local.load_state_dict(prior.state_dict())
     local.eval()
@@ -188,9 +204,20 @@ def main():
         scores, seconds, audio = [], 0.0, 0.0
         for p, clean, noisy, sr in data:
             t0 = time.perf_counter()
-            if spec == "api":
-                cfg = VEMConfig(iterations=a.iterations, lr=a.lr, nmf_rank=a.nmf_rank)
-                out = speechvae.enhance(noisy, sr, prior=prior, algorithm="vem", config=cfg,
+            if spec.startswith("api"):  # api[,it=N][,naive][,nostep][,logpower]
+                items = spec.split(",")[1:]
+                its = next((int(i[3:]) for i in items if i.startswith("it=")), a.iterations)
+                cfg = VEMConfig(iterations=its, lr=a.lr, nmf_rank=a.nmf_rank)
+                used = prior
+                if "naive" in items or "nostep" in items:
+                    used = variant_prior(prior, "nostep" not in items, "naive" in items)
+                if "logpower" in items:  # the same weights fed log(P + 1e-10): a mapping error
+                    other = type(used)(dataclasses.replace(used.config,
+                                                           encoder_input="log-power"),
+                                       used.stft_config)
+                    other.load_state_dict(used.state_dict())
+                    used = other.eval()
+                out = speechvae.enhance(noisy, sr, prior=used, algorithm="vem", config=cfg,
                                         seed=a.seed).waveform
             else:
                 v = Variant.parse(spec, a.iterations, a.lr)
