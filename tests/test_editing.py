@@ -504,6 +504,8 @@ def test_formant_edit_warns_with_the_achieved_value():
     rec = ed.last_formant
     assert rec["formant"] == 1 and rec["target_hz"] == 700.0
     assert abs(_burg_median(y, 1) - rec["achieved_hz"]) < 0.1 * rec["achieved_hz"]
+    # never further from the target than the input was (the input itself is a candidate)
+    assert abs(rec["achieved_hz"] - 700.0) <= abs(rec["input_hz"] - 700.0)
     # a loose tolerance: no warning
     ed = load_editor(config=EditConfig(formant_tolerance=10.0))
     with warnings.catch_warnings():

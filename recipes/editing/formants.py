@@ -56,6 +56,8 @@ def main(argv=None) -> None:
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--method", choices=EDIT_METHODS, default=EDIT_METHODS[0])
+    ap.add_argument("--max-seconds", type=float, default=None,
+                    help="use only the first S seconds of each file (quick subset runs)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     editor = load_editor(config=EditConfig(method=a.method))
@@ -63,6 +65,8 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     for f in dev_files(a.data_root, a.limit):
         x, _ = load_audio(f["path"], SR)
+        if a.max_seconds:
+            x = x[: int(a.max_seconds * SR)]
         inp = analyse(x, f["gender"])
         for formant, targets in TARGETS.items():
             for target in targets:
@@ -92,7 +96,8 @@ def main(argv=None) -> None:
         print(f"{f['name']} done", file=sys.stderr, flush=True)
     m = machine_info()
     print(f"machine: {m['machine']}, {m['cores']} cores; threads {a.threads}; commit {m['commit']}; torch {m['torch']}; "
-          f"{a.limit} dev files; method {a.method}; {time.perf_counter() - t0:.0f} s\n")
+          f"{a.limit} dev files (first {a.max_seconds or 'all'} s); method {a.method}; "
+          f"{time.perf_counter() - t0:.0f} s\n")
     cols = ("error", "input error", "reached (Hz)", "F1 drift", "F2 drift", "F3 drift",
             "f0 drift", "warned", "ok or warned")
     print("| target | n | " + " | ".join(c if "Hz" in c else f"{c} (%)" for c in cols) + " |")

@@ -120,7 +120,8 @@ class EditConfig:
         formant_tolerance: relative formant edits: the achieved formant (median Praat Burg
             value over voiced frames) must be within this share of the target, else the
             latent target is corrected (``formant_correction_steps`` times at most) and a
-            warning gives the achieved value.
+            warning gives the achieved value; if no edit comes closer to the target than
+            the input, the input is returned (with the warning).
         formant_correction_steps: see ``formant_tolerance`` (0: measure and warn only).
         pitch_floor, pitch_ceiling: search range of the voicing / f0 tracker (Hz).
         griffin_lim_iter: Griffin–Lim iterations on the edited frames of whispering.
@@ -545,19 +546,23 @@ class Editor:
     def _relative_formant_edit(self, a: Analysis, formant: int, target_hz: float
                                ) -> np.ndarray:
         """Input power times the latent edit's envelope change, input phase; the achieved
-        formant is measured and the latent target corrected (see :class:`EditConfig`)."""
+        formant is measured and the latent target corrected (see :class:`EditConfig`). The
+        candidate closest to the target is returned, the unedited input included."""
         c = self.config
         sub = self.subspaces[FACTORS[formant]]
         lo, hi = sub.label_range
         before = self._measure_formant(a.waveform, a, formant)
-        label, best = target_hz, None
+        # the unedited input is a candidate too: an edit that moves the formant away from the
+        # target is not returned (the shipped prior's F1 direction can do that on real speech)
+        input_error = (abs(before - target_hz) / target_hz if np.isfinite(before) else np.inf)
+        label, best = target_hz, (input_error, (a.waveform * a.peak).astype(np.float32), before)
         for step in range(c.formant_correction_steps + 1):
             z_new = sub.move(a.z, label, frames=a.voiced)
             power = a.power * self.latent_envelope_ratio(a, z_new)
             y = self._render_power(a, power, a.spec, 0)
             achieved = self._measure_formant(y / a.peak, a, formant)
             error = abs(achieved - target_hz) / target_hz if np.isfinite(achieved) else np.inf
-            if best is None or error < best[0]:
+            if error < best[0]:
                 best = (error, y, achieved)
             if error <= c.formant_tolerance or step == c.formant_correction_steps:
                 break
@@ -569,11 +574,13 @@ class Editor:
         self.last_formant = {"formant": formant, "target_hz": target_hz,
                              "input_hz": before, "achieved_hz": achieved}
         if not error <= c.formant_tolerance:
+            unchanged = error == input_error and achieved == before
             warnings.warn(f"F{formant} reached {achieved:.0f} Hz (median over voiced frames; "
                           f"input {before:.0f} Hz) for a {target_hz:.0f} Hz target "
                           f"({100 * (achieved - target_hz) / target_hz:+.0f} %): the prior's "
-                          f"F{formant} subspace does not move it further", AudioWarning,
-                          stacklevel=3)
+                          f"F{formant} subspace does not move it further"
+                          + ("; no edit came closer than the input, which is returned"
+                             if unchanged else ""), AudioWarning, stacklevel=3)
         return y
 
     @torch.no_grad()
