@@ -111,3 +111,37 @@ def test_help_texts(invoke):
     text = " ".join(invoke("enhance", "--help").stdout.split())
     assert "Every prior batches" in text and "one by one" not in text
     assert "--jobs" in text and "--output-rate" in text
+
+
+def test_progress_bar_with_jobs(tmp_path, invoke, fast):
+    src = _folder(tmp_path)
+    result = invoke("enhance", src, *fast, "--output-dir", tmp_path / "out", "--jobs", "2",
+                    "--progress")
+    assert result.exit_code == 0, result.output
+    assert "enhance: " in result.stderr and "s audio" in result.stderr
+    assert "3/3 files" in result.stderr
+
+
+def test_heartbeat_redraws_between_updates():
+    import time
+
+    from speechvae_cli.enhance import _Heartbeat
+
+    class Bar:
+        disable, refreshed = False, 0
+
+        def refresh(self):
+            self.refreshed += 1
+
+    bar = Bar()
+    with _Heartbeat(bar, interval=0.01):
+        time.sleep(0.2)
+    count = bar.refreshed
+    assert count >= 3  # the clock moves during a long segment
+    time.sleep(0.05)
+    assert bar.refreshed == count  # stopped with the block
+    quiet = Bar()
+    quiet.disable = True
+    with _Heartbeat(quiet, interval=0.01):
+        time.sleep(0.05)
+    assert quiet.refreshed == 0
