@@ -38,19 +38,19 @@ from signals import speech_like  # benchmarks/signals.py (the script folder is o
 
 REPO = Path(__file__).resolve().parents[1]
 SR = 16000
-PRIORS = ("rvae-causal", "rvae-noncausal", "dkf", "vae")
+PRIORS = ("rvae-causal", "rvae-noncausal", "dkf", "tcvae", "vae")
 
 
 
 def _build(name: str):
     import torch
 
-    from speechvae.priors import DKF, RVAE, VAE, RVAEConfig
+    from speechvae.priors import DKF, RVAE, TCVAE, VAE, RVAEConfig
 
     torch.manual_seed(0)
     return {"rvae-causal": lambda: RVAE(RVAEConfig(causal=True)),
             "rvae-noncausal": lambda: RVAE(RVAEConfig(causal=False)),
-            "dkf": DKF, "vae": VAE}[name]().eval()
+            "dkf": DKF, "tcvae": TCVAE, "vae": VAE}[name]().eval()
 
 
 def _machine() -> str:

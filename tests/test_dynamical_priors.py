@@ -16,11 +16,13 @@ from speechvae.enhancement import BandoConfig, MALAConfig, MCEMConfig, VEMConfig
 from speechvae.priors import (
     DKF,
     RVAE,
+    TCVAE,
     VAE,
     DKFConfig,
     Posterior,
     RVAEConfig,
     SequentialPrior,
+    TCVAEConfig,
     VAEConfig,
     available_priors,
     get_prior_class,
@@ -43,6 +45,8 @@ CASES = {
     "dkf": (DKF, DKFConfig(latent_dim=3, encoder_dense_dims=(16,), rnn_dim=8,
                            combiner_z_dims=(6,), combiner_dims=(6,), decoder_dims=(16,),
                            transition_dim=4)),
+    "tcvae": (TCVAE, TCVAEConfig(latent_dim=3, hidden_dim=8, encoder_dilations=(1, 2),
+                                 decoder_dilations=(1, 2))),
 }
 SEQUENTIAL = ["rvae-causal", "rvae-noncausal", "dkf"]
 
