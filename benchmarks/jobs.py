@@ -66,9 +66,9 @@ def _env() -> dict:
 
 
 def _torch_default_threads() -> tuple[int, str]:
-    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads(), "
-                          "torch.__version__)"], capture_output=True, text=True, env=_env(),
-                         check=True).stdout.split()
+    code = "import torch; print(torch.get_num_threads(), torch.__version__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=_env(), check=True).stdout.split()
     return int(out[0]), out[1]
 
 

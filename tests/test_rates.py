@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import speech_like
 
 from speechvae.audio import AudioError, AudioWarning, check_waveform, float_to_dtype, resample
 from speechvae.enhancement import MCEMConfig, VEMConfig, enhance, enhance_file
-
-from conftest import speech_like
 
 FAST = VEMConfig(iterations=3)
 

@@ -19,13 +19,13 @@ README = ROOT / "README.md"
 
 def use_section(text: str) -> str:
     """The text of ``## Use`` up to the next second-level heading."""
-    match = re.search(r"^## Use\n(.*?)(?=^## )", text, flags=re.S | re.M)
+    match = re.search(r"^## Use\n(.*?)(?=^## )", text, flags=re.DOTALL | re.MULTILINE)
     assert match, "README.md has no '## Use' section"
     return match.group(1)
 
 
 def code_blocks(section: str, language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", section, flags=re.S | re.M)
+    return re.findall(rf"^```{language}\n(.*?)^```", section, flags=re.DOTALL | re.MULTILINE)
 
 
 def commands(block: str) -> list[list[str]]:
@@ -88,10 +88,9 @@ def _run(args: list[str]):
     if args[0] == "python":
         assert args[:3] == ["python", "-m", "speechvae"], args
         proc = subprocess.run([sys.executable, *args[1:]], capture_output=True, text=True,
-                              timeout=120)
+                              timeout=120, check=False)
         return proc.returncode, proc.stdout, proc.stderr
     from click.testing import CliRunner
-
     from speechvae_cli import cli
 
     result = CliRunner().invoke(cli, args[1:])
@@ -110,7 +109,7 @@ def test_use_section_runs_verbatim(workdir):
             assert "Traceback" not in err, err
             outputs[shlex.join(args)] = (out, err)
     for block in code_blocks(section, "python"):
-        exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+        exec(compile(block, "README.md", "exec"), {"__name__": "readme"})  # noqa: S102
 
     # what the commands promise
     assert sf.info("noisy_enhanced.wav").samplerate == 16000

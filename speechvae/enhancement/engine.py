@@ -53,7 +53,6 @@ import torch
 from ..audio import (
     AtomicAudioWriter,
     AudioError,
-    AudioWarning,
     audio_info,
     check_waveform,
     resample,
@@ -288,7 +287,7 @@ def _top_band_gain(prior: Prior, x: np.ndarray, s: np.ndarray, rate: int, n: int
     frequency) of speech estimate ``s`` over mixture ``x`` (both at the prior's rate), frame
     gains in [0, 1] interpolated linearly onto ``n`` samples at ``rate``."""
     cfg = prior.stft_config
-    lo = int(round(TOP_BAND_HZ * cfg.n_fft / cfg.sample_rate))
+    lo = round(TOP_BAND_HZ * cfg.n_fft / cfg.sample_rate)
     ex = stft(torch.from_numpy(np.ascontiguousarray(x, np.float32)), cfg)[lo:].abs().square()
     es = stft(torch.from_numpy(np.ascontiguousarray(s, np.float32)), cfg)[lo:].abs().square()
     ex, es = ex.sum(0).double().numpy(), es.sum(0).double().numpy()

@@ -544,9 +544,7 @@ def evaluate(set_dir: str | os.PathLike, methods: Sequence, output_dir: str | os
     # the set decides SNR and noise type (e.g. a rerun with --noise-info relabels old rows)
     rows = [{**done[(p.name, n)], "snr_db": p.snr_db, "noise_type": p.noise_type}
             for p in pairs for n in names]
-    from .report import machine_info
-
-    from .report import threads_label
+    from .report import machine_info, threads_label
 
     info = {"set": str(set_dir), "pairs": len(pairs),
             "audio_s": sum(done[(p.name, names[0])]["duration_s"] for p in pairs),

@@ -39,9 +39,9 @@ __all__ = [
     "plot_scores",
     "plot_spectrograms",
     "require_plotting",
-    "threads_label",
     "summarise",
     "table_cells",
+    "threads_label",
     "write_report",
 ]
 
