@@ -14,7 +14,8 @@ strings; ``none`` is None). ``NAME`` alone is the default config of ``vem``.
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/enhance_tune.py --set runs/tuning \\
         --variant base --variant global:gain=global --variant r16:nmf_rank=16 [--threads 1]
-        [--every 1] [--json-out FILE]
+        [--every 1] [--offset 0] [--json-out FILE]
+    python benchmarks/enhance_tune.py --tables-from part0.json part1.json
 
 The set is a folder with ``list.csv`` (``name,clean,noisy,snr_db``) as written by the
 corpus' ``make_mixtures.py``; the noise type of a pair is the folder of its noise file, read
@@ -116,7 +117,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", type=Path, default=Path("runs/tuning"))
     ap.add_argument("--noise-info", type=Path)
-    ap.add_argument("--variant", action="append", required=True)
+    ap.add_argument("--variant", action="append")
+    ap.add_argument("--tables-from", type=Path, nargs="+",
+                    help="print the tables of earlier --json-out files (e.g. the parts of a "
+                         "set split with --every/--offset) instead of running")
     ap.add_argument("--prior", default="vae")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
@@ -124,6 +128,15 @@ def main():
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--json-out", type=Path)
     a = ap.parse_args()
+    if a.tables_from:
+        parts = [json.loads(p.read_text()) for p in a.tables_from]
+        names = [parse_variant(v)[0] for v in parts[0]["variants"]]
+        rows = [r for part in parts for r in part["rows"]]
+        for key in ("snr", "noise type"):
+            print(table(rows, names, key) + "\n")
+        return
+    if not a.variant:
+        sys.exit("error: give at least one --variant (or --tables-from)")
     torch.set_num_threads(a.threads)
     lst = a.set / "list.csv"
     if not lst.exists():
@@ -152,8 +165,11 @@ def main():
             row[f"{name}/time_s"] = time.perf_counter() - t0
             row.update({f"{name}/{k}": v for k, v in scores(clean, out.waveform, sr).items()})
         rows.append(row)
-        print(f"[{i + 1}/{len(pairs)}] {p['name']}: SI-SDR "
-              + " ".join(f"{n}={row[f'{n}/SI-SDR']:.2f}" for n in ["noisy", *names]), flush=True)
+        print(f"[{i + 1}/{len(pairs)}] {p['name']}: SI-SDR/PESQ-WB/ESTOI "
+              + " ".join(f"{n}={row[f'{n}/SI-SDR']:.2f}/{row[f'{n}/PESQ-WB']:.2f}/"
+                         f"{row[f'{n}/ESTOI']:.3f}" for n in ["noisy", *names]), flush=True)
+        if a.json_out:  # after every file, so an interrupted run keeps what it measured
+            a.json_out.write_text(json.dumps({"variants": a.variant, "rows": rows}))
     print()
     for name, alg, cfg in variants:
         print(f"{name}: {alg} {dataclasses.asdict(cfg)}")
@@ -161,8 +177,6 @@ def main():
     for key in ("snr", "noise type"):
         print()
         print(table(rows, names, key))
-    if a.json_out:
-        a.json_out.write_text(json.dumps({"variants": a.variant, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from speechvae.enhancement import VEMConfig, available_algorithms, get_algorithm, vem
+from speechvae.enhancement import VEMConfig, available_algorithms, converged, get_algorithm, vem
 from speechvae.enhancement.em import EStep, InferenceStep, run_em
 from speechvae.enhancement.model import (
     EMConfig,
@@ -148,3 +148,25 @@ def test_posterior_mean_wiener_filter_decodes_the_encoder_mean():
     # is any other deterministic function of the same fitted model
     b = vem(prior, spec, cfg, torch.Generator().manual_seed(0))
     torch.testing.assert_close(a.speech, b.speech)
+
+
+def test_vem_stops_where_its_elbo_flattens_and_equals_a_run_capped_there():
+    # a stationary noise mixture: the negative ELBO falls, then flattens; the per-file rule
+    # stops at the first iteration where the two last windows agree within tol
+    torch.manual_seed(0)
+    prior = VAE(VAEConfig(hidden_dims=(16,), latent_dim=4))
+    spec = _mixture(5, n=16000)
+    cfg = VEMConfig(iterations=300, tol=5e-3, tol_window=5, lr=1e-2)
+    res = vem(prior, spec, cfg, torch.Generator().manual_seed(0))
+    obj = res.objective
+    assert 2 * cfg.tol_window <= res.iterations < cfg.iterations
+    assert len(obj) == res.iterations
+    stop = next(i + 1 for i in range(len(obj))
+                if converged(obj[:i + 1], cfg.tol, cfg.tol_window))
+    assert stop == res.iterations  # the first iteration where the rule holds
+    assert obj[-1] < obj[0]  # it went down before flattening
+    # stopping changes nothing but the count: the same as a run capped at that iteration
+    capped = vem(prior, spec, VEMConfig(iterations=res.iterations, tol=0.0, lr=1e-2),
+                 torch.Generator().manual_seed(0))
+    assert capped.objective == pytest.approx(obj)
+    torch.testing.assert_close(capped.speech, res.speech)
