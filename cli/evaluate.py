@@ -44,7 +44,10 @@ def _parse_priors(values: tuple[str, ...]) -> dict[str, str]:
               help="CSV with name and noise_type (or noise, a path whose folder names the "
                    "type) columns, e.g. ../shared/data/devset.csv [default: list.csv's].")
 @click.option("--limit", type=click.IntRange(min=1), help="First N pairs only.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads of torch.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU threads of torch. One thread per run is the fast choice for these "
+                   "small tensors, and does not collapse when another program holds a core "
+                   "(each row of results.csv records its count).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--figure-files", type=click.IntRange(min=0), default=2, show_default=True,
               help="Files shown as spectrograms in the report.")
