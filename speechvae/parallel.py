@@ -43,15 +43,16 @@ _WORKER: dict = {}
 
 
 
-def _init_worker(prior, device, threads: int, progress_queue) -> None:
-    """Initializer of a worker process: threads, then the prior, once."""
+def _init_worker(prior, device, threads: int, progress_queue, run: Callable,
+                 resolve: Callable) -> None:
+    """Initializer of a worker process: threads, then the prior, once (``resolve``), and the
+    function that enhances a list of files (``run``)."""
     import torch
 
     torch.set_num_threads(threads)
-    from .enhancement.engine import _resolve_prior
-
-    _WORKER["prior"] = _resolve_prior(prior, device)
+    _WORKER["prior"] = resolve(prior, device)
     _WORKER["queue"] = progress_queue
+    _WORKER["run"] = run
 
 
 def _ready() -> int:
@@ -70,8 +71,7 @@ def _picklable(exc: BaseException) -> BaseException:
 def _run_task(indices: list[int], jobs: list, batch_size: int, options: dict):
     """Enhance ``jobs`` (global indices ``indices``) in this worker; returns the results and
     the warnings raised, to be shown by the calling process."""
-    from .enhancement.engine import enhance_files
-
+    enhance_files = _WORKER["run"]
     q = _WORKER.get("queue")
 
     def progress(i: int, seconds: float, iterations: int) -> None:
@@ -101,9 +101,7 @@ def _drain(q, progress: Callable | None) -> None:
 
 
 def _in_this_process(task: list[int], jobs: list, prior, batch_size: int, options: dict,
-                     progress: Callable | None):
-    from .enhancement.engine import enhance_files
-
+                     progress: Callable | None, enhance_files: Callable):
     def report(i: int, seconds: float, iterations: int) -> None:
         if progress is not None:
             progress(task[i], seconds, iterations)
@@ -116,7 +114,8 @@ def _in_this_process(task: list[int], jobs: list, prior, batch_size: int, option
 def enhance_in_pool(jobs: list, prior, workers: int, threads: int | None = None,
                     batch_size: int = 1, durations: list[float] | None = None,
                     progress: Callable | None = None, device="cpu",
-                    options: dict | None = None) -> Iterator[tuple[int, object]]:
+                    options: dict | None = None, *, run: Callable,
+                    resolve: Callable) -> Iterator[tuple[int, object]]:
     """Enhance files in ``workers`` processes; yields ``(job_index, info or exception)`` as
     files complete (see :func:`speechvae.enhancement.enhance_files`, which calls this for
     ``workers > 1``).
@@ -137,16 +136,19 @@ def enhance_in_pool(jobs: list, prior, workers: int, threads: int | None = None,
         durations: seconds per job: tasks are handed out longest first.
         progress: ``(job_index, seconds_done, iterations)`` callback, called in this process.
         device: torch device of the workers.
-        options: the other keyword arguments of ``enhance_files`` (config, algorithm, seed,
+        options: the other keyword arguments of ``run`` (config, algorithm, seed,
             overwrite, segment_s, overlap_s, output_rate, device).
+        run: the function that enhances a list of files in one process,
+            ``run(jobs, prior=, batch_size=, progress=, **options)`` yielding
+            ``(index, info or exception)`` (:func:`speechvae.enhancement.enhance_files`; a
+            module-level function, so that spawned workers can import it).
+        resolve: ``(prior, device) -> Prior`` (loads a name or path once per process).
 
     A task whose worker dies (e.g. killed for memory) yields its files with the exception.
     When the caller stops iterating, tasks not yet started are cancelled; started ones
     finish (their outputs are complete files).
     """
     import torch
-
-    from .enhancement.engine import _resolve_prior
 
     options = dict(options or {})
     threads = threads or 1
@@ -163,7 +165,7 @@ def enhance_in_pool(jobs: list, prior, workers: int, threads: int | None = None,
         prior = "vae"
     if isinstance(prior, os.PathLike):
         prior = str(prior)
-    local_prior = _resolve_prior(prior, device)
+    local_prior = resolve(prior, device)
     children = max(0, min(workers, len(tasks)) - 1)
     todo = deque(tasks)
     q = executor = None
@@ -174,7 +176,7 @@ def enhance_in_pool(jobs: list, prior, workers: int, threads: int | None = None,
         q = ctx.Queue() if progress is not None else None
         executor = ProcessPoolExecutor(max_workers=children, mp_context=ctx,
                                        initializer=_init_worker,
-                                       initargs=(prior, device, threads, q))
+                                       initargs=(prior, device, threads, q, run, resolve))
         warm = [executor.submit(_ready) for _ in range(children)]  # starts the workers
 
     def top_up() -> None:
@@ -206,7 +208,7 @@ def enhance_in_pool(jobs: list, prior, workers: int, threads: int | None = None,
                 torch.set_num_threads(threads)
                 try:
                     yield from _in_this_process(todo.popleft(), jobs, local_prior, batch_size,
-                                                options, progress)
+                                                options, progress, run)
                 finally:
                     torch.set_num_threads(own)
             elif inflight:

@@ -89,7 +89,9 @@ class EnhanceResult:
     iterations: list[int] = field(default_factory=list)
 
 
-def _resolve_prior(prior, device) -> Prior:
+def resolve_prior(prior, device) -> Prior:
+    """The prior to use: a :class:`Prior` as it is, a shipped name or checkpoint path loaded
+    (None: ``"vae"``), on ``device``."""
     if prior is None:
         prior = "vae"
     if isinstance(prior, (str, os.PathLike)):
@@ -486,7 +488,7 @@ def enhance(waveform, sample_rate: int, prior: Prior | str | None = None,
     from ..audio import float_to_dtype
 
     alg, config = _resolve_algorithm(algorithm, config)
-    prior = _resolve_prior(prior, device)
+    prior = resolve_prior(prior, device)
     dtype = np.asarray(waveform).dtype
     x = check_waveform(waveform)  # integer samples scaled to full scale 1
     sample_rate = _check_rate(sample_rate)
@@ -584,7 +586,7 @@ def enhance_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
         TypeError: a config of another algorithm.
     """
     alg, config = _resolve_algorithm(algorithm, config)
-    prior = _resolve_prior(prior, device)
+    prior = resolve_prior(prior, device)
     return _enhance_file(input_path, output_path, noise_path, prior, alg.name, config, seed,
                          device, overwrite, segment_s, overlap_s, progress, output_rate)
 
@@ -678,12 +680,12 @@ def enhance_files(jobs: list, prior: Prior | str | None = None, config=None, see
         yield from enhance_in_pool(
             jobs, prior, workers=workers, threads=threads, batch_size=batch_size,
             durations=durations if durations is not None else _durations(jobs),
-            progress=progress, device=device,
+            progress=progress, device=device, run=enhance_files, resolve=resolve_prior,
             options={"config": config, "algorithm": alg.name, "seed": seed,
                      "overwrite": overwrite, "segment_s": segment_s, "overlap_s": overlap_s,
                      "output_rate": output_rate, "device": device})
         return
-    prior = _resolve_prior(prior, device)
+    prior = resolve_prior(prior, device)
     if batch_size == 1:
         for i, (inp, out, noise) in enumerate(jobs):
             def one(seconds, iterations, i=i):

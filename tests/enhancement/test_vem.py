@@ -210,13 +210,12 @@ def test_enhance_file_matches_enhance(prior, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "noise.flac", "out.wav"]
 
 
-def test_enhance_resamples_other_rates(prior):
+def test_enhance_keeps_the_input_rate_unless_asked(prior):
     x = _mixture(1.0)
-    from speechvae.audio import AudioWarning
-
-    with pytest.warns(AudioWarning, match="resampled"):
-        res = enhance(x, 8000, prior=prior, config=FAST)
-    assert res.sample_rate == SR and res.waveform.size == 2 * x.size
+    res = enhance(x, 8000, prior=prior, config=FAST)
+    assert res.sample_rate == 8000 and res.waveform.size == x.size
+    res16 = enhance(x, 8000, prior=prior, config=FAST, output_rate=SR)
+    assert res16.sample_rate == SR and res16.waveform.size == 2 * x.size
 
 
 def test_enhance_input_checks(prior):
