@@ -119,8 +119,8 @@ class EditConfig:
         envelope_iter: true-envelope iterations (:func:`~.envelope.true_envelope`).
         formant_tolerance: relative formant edits: the achieved formant (median Praat Burg
             value over voiced frames) must be within this share of the target, else the
-            latent target is corrected (``formant_correction_steps`` times at most) and a
-            warning gives the achieved value; if no edit comes closer to the target than
+            latent target is corrected (``formant_correction_steps`` times at most, until
+            it is within a fifth of the tolerance) and a warning gives the achieved value; if no edit comes closer to the target than
             the input, the input is returned (with the warning).
         formant_correction_steps: see ``formant_tolerance`` (0: measure and warn only).
         pitch_floor, pitch_ceiling: search range of the voicing / f0 tracker (Hz).
@@ -532,10 +532,14 @@ class Editor:
         return torch.where(a.voiced, power, a.power)
 
     def _measure_formant(self, y: np.ndarray, a: Analysis, formant: int) -> float:
-        """Median Praat Burg ``F<formant>`` (Hz) of ``y`` over frames voiced in the input."""
+        """Median Praat Burg ``F<formant>`` (Hz) of ``y`` over frames voiced in the input;
+        formant ceiling 5000 Hz for voices whose median f0 is below 160 Hz, else 5500 Hz
+        (Praat's advice for male and female voices)."""
         from ..metrics import formant_tracks
 
-        times, fm = formant_tracks(y, self.sample_rate, max_formant=5500.0)
+        low_voice = np.nanmedian(a.f0) < 160.0 if np.isfinite(a.f0).any() else False
+        times, fm = formant_tracks(y, self.sample_rate,
+                                   max_formant=5000.0 if low_voice else 5500.0)
         frame_times = np.arange(a.f0.size) * self.stft_config.frame_s
         voiced = np.interp(times, frame_times, np.isfinite(a.f0) * 1.0) > 0.5
         values = fm[formant - 1][voiced]
@@ -564,7 +568,9 @@ class Editor:
             error = abs(achieved - target_hz) / target_hz if np.isfinite(achieved) else np.inf
             if error < best[0]:
                 best = (error, y, achieved)
-            if error <= c.formant_tolerance or step == c.formant_correction_steps:
+            # keep correcting inside the tolerance too (to 1/5 of it): another measurement
+            # of the same output (other frames, another ceiling) then still agrees
+            if error <= 0.2 * c.formant_tolerance or step == c.formant_correction_steps:
                 break
             new_label = float(np.clip(label + (target_hz - achieved), lo, hi))
             if abs(new_label - label) < 1.0:  # at the edge of the learned range
