@@ -200,7 +200,9 @@ def _parse_rate(ctx, param, value):
               help="Write DIR/<stem>_enhanced.wav; files found in a folder keep their "
                    "sub-folder under DIR.")
 @click.option("--prior", "prior_name", default="vae", show_default=True, metavar="NAME|PATH",
-              help="Shipped prior name or prior checkpoint file (see 'speechvae priors').")
+              help="Shipped prior name, prior checkpoint file, or the model folder of a "
+                   "published DVAE_SE prior (config.ini + .pt; docs/peer_priors.md); see "
+                   "'speechvae priors'.")
 @click.option("--algorithm", type=click.Choice(available_algorithms()), default="vem",
               show_default=True,
               help="Inference algorithm: " + "; ".join(

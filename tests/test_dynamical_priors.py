@@ -248,7 +248,7 @@ def test_masks_must_be_right_padded():
 
 def test_config_checks():
     with pytest.raises(ValueError, match="dense_dims"):
-        RVAEConfig(dense_dims=())
+        RVAEConfig(dense_dims=(0,))
     with pytest.raises(ValueError, match="encoder_input"):
         DKFConfig(encoder_input="mel")
     with pytest.raises(ValueError, match="n_freq"):

@@ -6,6 +6,7 @@ non-causal after ``RVAEConfig.causal``, :class:`RVAE`), ``"dkf"`` (deep Kalman f
 per-frame loop). The RVAE and the DKF share :class:`SequentialPrior` (sequential posterior
 draws, fast recurrence in :mod:`speechvae.priors.recurrence`).
 """
+from ..runtime import flush_denormals
 from .base import (
     CheckpointError,
     Posterior,
@@ -23,6 +24,9 @@ from .rvae import RVAE, RVAEConfig
 from .sequential import SequentialPrior
 from .tcvae import TCVAE, TCVAEConfig
 from .vae import VAE, VAEConfig
+
+#: whether subnormal floats are flushed to zero (see :func:`speechvae.runtime.flush_denormals`)
+DENORMALS_FLUSHED = flush_denormals()
 
 __all__ = [
     "DKF",
