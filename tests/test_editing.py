@@ -246,8 +246,11 @@ def test_unvoiced_frames_are_untouched(editor):
     a = editor.analyse(x, 16000)
     assert not a.voiced[:50].any() and a.voiced[70:95].float().mean() > 0.9
     y = editor.shift_f0(x, 16000, target_hz=220.0)
-    # samples only covered by unvoiced frames come back exactly (the STFT is kept)
-    first_voiced = int(torch.nonzero(a.voiced)[0])
+    # samples only covered by frames that are not rebuilt come back exactly; the rebuilt
+    # frames are Praat's voiced ones plus Harvest's next to them, never the noise
+    track = editor.edit_track(a)
+    assert not np.isfinite(track[:50]).any() and np.isfinite(track[a.voiced.cpu().numpy()]).all()
+    first_voiced = int(np.flatnonzero(np.isfinite(track))[0])
     stop = (first_voiced - 1) * 256 - 512
     np.testing.assert_allclose(y[:stop], x[:stop], atol=1e-5)
     assert not np.allclose(y[17000:], x[17000:], atol=1e-2)
@@ -463,6 +466,63 @@ def test_sample_f0_voicing_threshold():
     q = np.array([0.004, 0.016, 0.024, 0.040])
     np.testing.assert_allclose(sample_f0(f0, times, q), [0.0, 100.0, 110.0, 0.0])
     assert sample_f0(f0, times, q, threshold=0.0)[0] > 0  # extended voicing reaches frame 0
+
+
+def test_edit_voicing_takes_the_second_tracker_and_fills_short_gaps():
+    from speechvae.editing.common import edit_voicing
+
+    nan = np.nan
+    praat = np.array([nan, 100.0, nan, nan, 121.0, nan, nan, nan, nan, 150.0])
+    harvest = np.array([90.0, 101.0, nan, nan, nan, nan, 130.0, nan, nan, nan])
+    out = edit_voicing(praat, 0.01, harvest, max_gap_s=0.02)
+    assert out[0] == 90.0 and out[1] == 100.0  # Praat's value where both are voiced
+    # the 2-frame gap between 100 and 121 Hz: log-linear, 110 Hz in the geometric middle
+    np.testing.assert_allclose(out[2:4], [100 * 1.1 ** (2 / 3), 100 * 1.1 ** (4 / 3)],
+                               rtol=1e-6)
+    # Harvest's isolated frame 6 is left out; the 4-frame gap is longer than 20 ms
+    assert np.isnan(out[5:9]).all()
+    assert out[9] == 150.0
+    np.testing.assert_array_equal(edit_voicing(praat, 0.01), praat)  # nothing to add
+    with pytest.raises(ValueError, match="differ in length"):
+        edit_voicing(praat, 0.01, harvest[:3])
+    with pytest.raises(ValueError, match="max_gap_s"):
+        edit_voicing(praat, 0.01, None, -1.0)
+    with pytest.raises(ValueError, match="voicing must be"):
+        EditConfig(voicing="pyin")
+    with pytest.raises(ValueError, match="lpc_order"):
+        EditConfig(lpc_order=1)
+
+
+def test_lpc_order_follows_the_input_f0(editor):
+    low = editor.analyse(synthesize_vowel(110.0, [640, 1190, 2390, 3300], duration=0.6), 16000)
+    high = editor.analyse(synthesize_vowel(220.0, [640, 1190, 2390, 3300], duration=0.6),
+                          16000)
+    assert editor.lpc_order(low) == 22 and editor.lpc_order(high) == 18
+    assert load_editor(config=EditConfig(lpc_order=12)).lpc_order(low) == 12
+
+
+def test_harvest_voicing_rebuilds_frames_praat_leaves_at_the_input_pitch():
+    pytest.importorskip("pyworld", reason="the Harvest voicing needs pyworld")
+    x = synthesize_vowel(140.0, [640, 1190, 2390, 3300], duration=1.2)
+    x = x / np.abs(x).max()
+    x[int(0.5 * 16000):] *= 0.015  # below Praat's silence threshold, still voiced
+    x = x.astype(np.float32)
+    quiet = slice(int(0.65 * 16000), int(1.1 * 16000))
+    results = {}
+    for voicing in ("praat", "praat+harvest"):
+        ed = load_editor(config=EditConfig(voicing=voicing))
+        a = ed.analyse(x, 16000)
+        track = ed.edit_track(a)
+        assert np.isfinite(track[np.isfinite(a.f0)]).all()  # Praat's frames are all kept
+        y = ed.shift_f0(x, 16000, target_hz=250.0)
+        q = y[quiet] / np.abs(y[quiet]).max()
+        results[voicing] = (np.isfinite(track).mean(), *_pyin_median(q))
+    # Praat calls the quiet part unvoiced: it stays at 140 Hz; with Harvest's voicing it
+    # is rebuilt at the target and stays voiced
+    assert results["praat"][0] < 0.6 and results["praat+harvest"][0] > 0.9
+    assert abs(results["praat"][1] / 140.0 - 1) < 0.03
+    assert abs(results["praat+harvest"][1] / 250.0 - 1) < 0.02
+    assert results["praat+harvest"][2] > 0.9
 
 
 def test_relative_reconstruction_is_the_input(editor):

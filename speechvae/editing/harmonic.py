@@ -94,8 +94,8 @@ def lpc_shape(waveform: np.ndarray, config: STFTConfig, order: int | None = None
 
 @torch.no_grad()
 def short_time_envelope(waveform: np.ndarray, f0_frames: np.ndarray, frame_times_s: np.ndarray,
-                        sample_rate: int, iterations: int = 24, kind: str = "lpc"
-                        ) -> torch.Tensor:
+                        sample_rate: int, iterations: int = 24, kind: str = "lpc",
+                        lpc_order: int | None = None) -> torch.Tensor:
     """Spectral envelope of ``waveform`` on the short analysis grid of
     :func:`envelope_config`.
 
@@ -103,7 +103,8 @@ def short_time_envelope(waveform: np.ndarray, f0_frames: np.ndarray, frame_times
     each frame at the f0 interpolated from ``f0_frames`` (Hz at ``frame_times_s``; 100 Hz
     where unvoiced). ``kind="lpc"``: the all-pole shape of :func:`lpc_shape` at the level of
     the true envelope (same mean log power per frame): smooth between the input's harmonics,
-    so that harmonics at another f0 sample it without ripple.
+    so that harmonics at another f0 sample it without ripple; ``lpc_order`` as in
+    :func:`lpc_shape`.
 
     Returns:
         ``(n_fft // 2 + 1, frames)`` power envelope of the Hann-windowed STFT, frame ``j`` at
@@ -123,7 +124,7 @@ def short_time_envelope(waveform: np.ndarray, f0_frames: np.ndarray, frame_times
     env = true_envelope(spec.abs().square(), f0, sample_rate, iterations)
     if kind == "true":
         return env
-    shape = torch.from_numpy(lpc_shape(x, cfg)[:, : env.shape[1]]).float()
+    shape = torch.from_numpy(lpc_shape(x, cfg, lpc_order)[:, : env.shape[1]]).float()
     level = torch.log(env).mean(0) - torch.log(shape).mean(0)
     return shape * torch.exp(level)[None]
 
