@@ -95,8 +95,9 @@ def shift_f0(input_path, output, prior_name, subspaces_path, vocoder, vocoder_ch
 
     Voiced frames (Praat's pitch tracker) move inside the prior's f0 latent subspace
     (Sadok et al. 2023); unvoiced frames are left as they are. With --method relative
-    (default) voiced frames are resynthesised as harmonics of the target f0 that sample the
-    input's own spectral envelope, so the formants stay; --method latent decodes them from
+    (default) voiced frames (Praat's, plus those WORLD's Harvest calls voiced next to them
+    when pyworld is installed) are resynthesised as harmonics of the target f0 that sample
+    the input's own spectral envelope, so the formants stay; --method latent decodes them from
     the edited latent alone. The output is mono at the
     prior's rate (16 kHz), written atomically; an existing output is refused unless
     --overwrite.
