@@ -56,6 +56,21 @@ def describe(prior) -> tuple[str, str, str]:
                 f"({cfg.rnn_dim}) over the spectrogram, combined with `z_{{t-1}}` → "
                 f"{chain(map(str, cfg.combiner_dims)) or '–'} → {cfg.latent_dim} "
                 "(mean, log-variance)")
+    elif prior.name == "tcvae":
+        title = "temporal-convolutional VAE speech prior"
+        model = ("Time-parallel dynamical prior (ours; recipes/tcvae/README.md): `z_t ~ N(0, I)` "
+                 "i.i.d., speech STFT coefficients `s_ft | z ~ N_c(0, v_ft)` with `v_{1:T}` from "
+                 "a non-causal dilated temporal convolutional network over `z_{1:T}` (the "
+                 "non-causal RVAE of Leglaive et al., ICASSP 2020, with its BLSTM replaced by a "
+                 "TCN, Bai, Kolter & Koltun 2018); mean-field encoder from a TCN over the "
+                 "spectrogram (no per-frame loop).")
+        def stack(n_in, dil):
+            return (f"{n_in} → {cfg.hidden_dim} (1x1, tanh), {len(dil)} residual blocks "
+                    f"(kernel {cfg.kernel_size}, dilations {', '.join(map(str, dil))}, "
+                    f"{cfg.activation})")
+        arch = (f"decoder {stack(cfg.latent_dim, cfg.decoder_dilations)} → {cfg.n_freq} "
+                f"log-variances; encoder {stack(cfg.n_freq, cfg.encoder_dilations)} → "
+                f"{cfg.latent_dim} (mean, log-variance); norm {cfg.norm}")
     else:
         raise SystemExit(f"error: no card template for prior kind {prior.name!r}")
     return title, model, arch
