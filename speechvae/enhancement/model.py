@@ -25,9 +25,10 @@ import torch
 from ..priors.base import Prior
 from .samplers import ChainState
 
-__all__ = ["GAINS", "NOISE_INITS", "EMConfig", "attenuation_floor", "LatentPosterior", "NMFNoise", "average_wiener", "gain_options",
-           "init_nmf", "initial_noise", "m_step", "mixture_cost", "mixture_power", "noise_floor",
-           "normalise", "time_major", "wiener_gain"]
+__all__ = ["GAINS", "NOISE_INITS", "EMConfig", "LatentPosterior", "NMFNoise",
+           "attenuation_floor", "average_wiener", "gain_options", "init_nmf", "initial_noise",
+           "m_step", "mixture_cost", "mixture_power", "noise_floor", "normalise", "time_major",
+           "wiener_gain"]
 
 #: Speech gain models: one gain per frame (the papers), one per signal, or none (``g = 1``).
 GAINS = ("frame", "global", "none")
@@ -245,18 +246,25 @@ def initial_noise(power: torch.Tensor, lengths: list[int], rank: int, level: flo
 def noise_floor(power: torch.Tensor, quantile: float, mask: torch.Tensor | None = None
                 ) -> torch.Tensor:
     """Per-frequency noise floor of a power spectrogram: the ``quantile`` quantile of each
-    bin's power over the (valid) frames, as in minimum-statistics noise estimation (Martin,
-    IEEE TSAP 2001), without its bias correction (only the spectral shape is used).
+    bin's power over the (valid) frames (linear interpolation, as :func:`torch.quantile`, but
+    with no limit on the size), as in minimum-statistics noise estimation (Martin, IEEE TSAP
+    2001), without its bias correction (only the spectral shape is used).
 
     Shapes: ``power (batch, freq, time)``, ``mask (batch, time)`` -> ``(batch, freq, 1)``.
     """
     if mask is None:
-        return torch.quantile(power, quantile, dim=-1, keepdim=True)
-    out = []
-    for b in range(power.shape[0]):
-        valid = power[b][:, mask[b] > 0]
-        out.append(torch.quantile(valid, quantile, dim=-1, keepdim=True))
-    return torch.stack(out)
+        return _quantile(power, quantile)
+    return torch.stack([_quantile(power[b][:, mask[b] > 0], quantile)
+                        for b in range(power.shape[0])])
+
+
+def _quantile(x: torch.Tensor, q: float) -> torch.Tensor:
+    # quantile over the last axis, kept as size 1
+    values = x.sort(dim=-1).values
+    pos = q * (values.shape[-1] - 1)
+    lo = int(pos)
+    hi = min(lo + 1, values.shape[-1] - 1)
+    return torch.lerp(values[..., lo:lo + 1], values[..., hi:hi + 1], pos - lo)
 
 
 def init_nmf(power: torch.Tensor, rank: int, generator: torch.Generator | None = None,

@@ -119,6 +119,11 @@ def test_noise_floor_ignores_padded_frames():
     q = noise_floor(padded, 0.3, mask)
     torch.testing.assert_close(q[1], noise_floor(power[1:, :, :20], 0.3)[0])
     torch.testing.assert_close(q[0], noise_floor(power[:1], 0.3)[0])
+    # the quantile of torch.quantile (linear interpolation)
+    torch.testing.assert_close(noise_floor(power, 0.3),
+                               torch.quantile(power, 0.3, dim=-1, keepdim=True))
+    ramp = torch.arange(11.0).reshape(1, 1, 11)  # 0..10: the 0.25 quantile is 2.5
+    assert float(noise_floor(ramp, 0.25)) == pytest.approx(2.5)
 
 
 def test_settings_are_checked():
