@@ -525,6 +525,25 @@ def test_harvest_voicing_rebuilds_frames_praat_leaves_at_the_input_pitch():
     assert results["praat+harvest"][2] > 0.9
 
 
+def test_without_pyworld_the_edit_warns_and_rebuilds_praats_frames(monkeypatch):
+    import speechvae.editing.transforms as tr
+    from speechvae.audio import AudioWarning
+
+    def missing(*args, **kwargs):
+        raise ImportError("the Harvest voicing needs the 'pyworld' package")
+
+    monkeypatch.setattr(tr, "harvest_f0", missing)
+    ed = load_editor(config=EditConfig(voicing_gap_s=0.0))
+    x = synthesize_vowel(140.0, [640, 1190, 2390, 3300], duration=0.6)
+    a = ed.analyse(x, 16000)
+    with pytest.warns(AudioWarning, match="pyworld.*Praat's voiced frames only"):
+        track = ed.edit_track(a)
+    np.testing.assert_array_equal(track, a.f0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per editor
+        ed.edit_track(a)
+
+
 def test_relative_reconstruction_is_the_input(editor):
     x = synthesize_vowel(140.0, [640, 1190, 2390, 3300], duration=0.6)
     a = editor.analyse(x, 16000)
