@@ -12,7 +12,7 @@ described by two measures computed here, and the pairs are grouped by their terc
   harmonic (speech-like, music, engines) noises low.
 
 Reads the per-file rows written by ``benchmarks/enhance_tune.py --json-out`` (one or more
-parts) and the set they were measured on.
+files, joined by pair name as its ``--tables-from``) and the set they were measured on.
 
 Usage:
     python benchmarks/enhance_noise_kinds.py --set runs/eval/devset runs/enh15/dev_o0.json \\
@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from speechvae.audio import load_audio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from enhance_tune import join_parts  # noqa: E402
 
 
 def noise_measures(noise: np.ndarray, frame: int = 512, hop: int = 256) -> tuple[float, float]:
@@ -46,9 +50,8 @@ def main():
     ap.add_argument("--set", type=Path, required=True)
     ap.add_argument("results", type=Path, nargs="+")
     a = ap.parse_args()
-    parts = [json.loads(p.read_text()) for p in a.results]
-    names = [v.partition(":")[0] for v in parts[0]["variants"]]
-    rows = [r for part in parts for r in part["rows"]]
+    rows, names = join_parts([json.loads(p.read_text()) for p in a.results])
+    rows = [r for r in rows if all(f"{n}/SI-SDR" in r for n in names)]
     for r in rows:
         clean, _ = load_audio(a.set / "clean" / f"{r['name']}.wav")
         noisy, _ = load_audio(a.set / "noisy" / f"{r['name']}.wav")

@@ -17,6 +17,10 @@ Usage:
         [--every 1] [--offset 0] [--json-out FILE]
     python benchmarks/enhance_tune.py --tables-from part0.json part1.json
 
+``--tables-from`` joins the files by pair name: parts of a set split with ``--every`` and
+``--offset`` add rows, runs of other variants on the same pairs add columns (the time ratio
+is then between runs, not interleaved); only pairs that every variant has are tabulated.
+
 The set is a folder with ``list.csv`` (``name,clean,noisy,snr_db``) as written by the
 corpus' ``make_mixtures.py``; the noise type of a pair is the folder of its noise file, read
 from the first ``*.csv`` of the folder (or ``--noise-info``) that has ``name`` and ``noise``
@@ -69,6 +73,18 @@ def parse_variant(spec: str):
     if bad:
         sys.exit(f"error: variant {name!r}: {cls.__name__} has no field(s) {', '.join(bad)}")
     return name, alg, cls(**fields)
+
+
+def join_parts(parts: list[dict]) -> tuple[list[dict], list[str]]:
+    """Rows of several ``--json-out`` files joined by pair name (parts with other files add
+    rows, parts with other variants add columns) and the variant names in order."""
+    names = list(dict.fromkeys(v.partition(":")[0] for part in parts
+                               for v in part["variants"]))
+    rows: dict[str, dict] = {}
+    for part in parts:
+        for r in part["rows"]:
+            rows.setdefault(r["name"], {}).update(r)
+    return list(rows.values()), names
 
 
 def noise_types(set_dir: Path, noise_info: Path | None) -> dict[str, str]:
@@ -129,9 +145,8 @@ def main():
     ap.add_argument("--json-out", type=Path)
     a = ap.parse_args()
     if a.tables_from:
-        parts = [json.loads(p.read_text()) for p in a.tables_from]
-        names = [parse_variant(v)[0] for v in parts[0]["variants"]]
-        rows = [r for part in parts for r in part["rows"]]
+        rows, names = join_parts([json.loads(p.read_text()) for p in a.tables_from])
+        rows = [r for r in rows if all(f"{n}/time_s" in r for n in names)]
         for key in ("snr", "noise type"):
             print(table(rows, names, key) + "\n")
         return
