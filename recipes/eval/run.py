@@ -4,14 +4,14 @@
 Usage:
     python recipes/eval/run.py [--data-root ../shared/data] [--prior vae] [--prior PATH ...]
         [--threads 2] [--algorithm vem] [--algorithm mcem ...] [--iterations N]
-        [--nmf-rank K] [--lr LR] [--limit N] [--json-out FILE]
+        [--nmf-rank K] [--lr LR] [--atten-lim-db DB] [--limit N] [--json-out FILE]
 
 ``--prior`` (repeatable; default ``vae``) and ``--algorithm NAME`` (repeatable; default
 ``vem`` only) add one table row per prior and algorithm, named ``<prior>-<algorithm>``
 (``vae-vem``, ``vae-mcem``, ``rvae-noncausal-vem``, ...), each with its own real-time factor.
 A prior given by path is named after the file's stem (``runs/dkf/best.pt`` -> ``best``), or
 ``NAME=PATH`` names it: ``--prior dkf=runs/dkf/best.pt``. ``--iterations``, ``--nmf-rank``,
-``--lr`` and ``--tol`` apply to every algorithm whose config has that field.
+``--lr``, ``--tol`` and ``--atten-lim-db`` apply to every algorithm whose config has that field.
 
 Renders ../shared/data/devset.csv with the corpus' own make_mixtures.py (once, into
 --work-dir), enhances every noisy file, scores noisy and enhanced against the clean reference
@@ -92,6 +92,8 @@ def main():
     ap.add_argument("--nmf-rank", type=int)
     ap.add_argument("--lr", type=float)
     ap.add_argument("--tol", type=float)
+    ap.add_argument("--atten-lim-db", type=float,
+                    help="suppression limit: the largest attenuation (dB) of the Wiener gain")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="first N pairs only (quick look)")
     ap.add_argument("--every", type=int, default=1, help="every k-th pair only")
@@ -104,7 +106,8 @@ def main():
     with open(dev / "list.csv", newline="") as f:
         pairs = list(csv.DictReader(f))[::a.every][: a.limit]
     over = {k: v for k, v in {"iterations": a.iterations, "nmf_rank": a.nmf_rank, "lr": a.lr,
-                              "tol": a.tol}.items() if v is not None}
+                              "tol": a.tol, "atten_lim_db": a.atten_lim_db}.items()
+            if v is not None}
     algorithms = list(dict.fromkeys(a.algorithm or ["vem"]))  # in order, without repeats
     configs = {}
     for alg in algorithms:

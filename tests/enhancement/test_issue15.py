@@ -175,3 +175,21 @@ def test_vem_stops_where_its_elbo_flattens_and_equals_a_run_capped_there():
                  torch.Generator().manual_seed(0))
     assert capped.objective == pytest.approx(obj)
     torch.testing.assert_close(capped.speech, res.speech)
+
+
+@pytest.mark.parametrize("wiener", ["samples", "mean"])
+def test_both_wiener_estimates_batch_exactly(wiener):
+    # the batched runner equals one file at a time for either final Wiener estimate
+    torch.manual_seed(0)
+    prior = VAE(VAEConfig(hidden_dims=(16,), latent_dim=4))
+    a, b = _mixture(6, n=8000)[0], _mixture(7, n=5000)[0]
+    n = [a.shape[-1], b.shape[-1]]
+    batch = torch.zeros((2, a.shape[0], max(n)), dtype=a.dtype)
+    batch[0, :, :n[0]], batch[1, :, :n[1]] = a, b
+    cfg = VEMConfig(iterations=4, nmf_rank=2, wiener=wiener, wiener_samples=3,
+                    atten_lim_db=30.0, noise_init="floor")
+    both = get_algorithm("vem").run_batch(prior, batch, n, cfg,
+                                          [torch.Generator().manual_seed(s) for s in (1, 2)])
+    for res, x, seed in zip(both, (a, b), (1, 2)):
+        alone = vem(prior, x[None], cfg, torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(res.speech, alone.speech, rtol=1e-4, atol=1e-5)
