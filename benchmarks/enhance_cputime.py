@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import speechvae  # noqa: E402
-from enhance_tune import parse_variant  # noqa: E402
-from speechvae.audio import load_audio  # noqa: E402
+from enhance_tune import parse_variant
+
+import speechvae
+from speechvae.audio import load_audio
 
 
 def main():
@@ -58,8 +59,8 @@ def main():
     print(f"{len(pairs)} files x {a.reps} reps, {audio:.1f} s of audio, threads {a.threads}")
     print("| setting | CPU s per audio s | ratio |")
     print("|---|---:|---:|")
-    for name in cpu:
-        print(f"| {name} | {cpu[name] / audio:.4f} | {cpu[name] / cpu[first]:.2f} |")
+    for name, t in cpu.items():
+        print(f"| {name} | {t / audio:.4f} | {t / cpu[first]:.2f} |")
 
 
 if __name__ == "__main__":

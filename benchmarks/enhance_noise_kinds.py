@@ -30,7 +30,7 @@ import numpy as np
 from speechvae.audio import load_audio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from enhance_tune import join_parts  # noqa: E402
+from enhance_tune import join_parts
 
 
 def noise_measures(noise: np.ndarray, frame: int = 512, hop: int = 256) -> tuple[float, float]:

@@ -35,8 +35,15 @@ from typing import ClassVar
 import torch
 
 from ..priors.base import Prior
-from .model import (EMConfig, NMFNoise, attenuation_floor, gain_options, initial_noise, m_step,
-                    mixture_power)
+from .model import (
+    EMConfig,
+    NMFNoise,
+    attenuation_floor,
+    gain_options,
+    initial_noise,
+    m_step,
+    mixture_power,
+)
 
 __all__ = ["EMResult", "EStep", "InferenceStep", "converged", "run_em"]
 

@@ -103,7 +103,7 @@ def test_noise_floor_start_has_the_noise_spectral_shape():
     for nmf in (floor, flat):  # both start at the mixture's mean level
         wh = nmf.noise_variance()
         assert float(wh.mean()) == pytest.approx(float(power.mean()), rel=1e-6)
-    shape = lambda nmf: (nmf.noise_variance()[0].mean(-1) / psd).log()  # noqa: E731
+    shape = lambda nmf: (nmf.noise_variance()[0].mean(-1) / psd).log()
     assert float(shape(floor).std()) < 0.5 < float(shape(flat).std())
     with pytest.raises(ValueError, match="method"):
         init_nmf(power, 4, method="median")
