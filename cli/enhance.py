@@ -216,6 +216,10 @@ def _parse_rate(ctx, param, value):
               help="Rank of the NMF noise model [default: "
                    + ", ".join(sorted({str(get_algorithm(n).config_class.nmf_rank)
                                        for n in available_algorithms()})) + "].")
+@click.option("--atten-lim-db", "atten_lim_db", type=click.FloatRange(min=0), metavar="DB",
+              help="Suppression limit: the largest attenuation in dB the Wiener gain may "
+                   "apply (e.g. 12 keeps some of the noise and more of the speech) "
+                   "[default: no limit].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of all random draws; every file uses it, so a file's result does "
                    "not depend on the other files, their order or --jobs.")
@@ -252,7 +256,8 @@ def _parse_rate(ctx, param, value):
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: when stderr is a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_rank, seed,
+def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_rank,
+            atten_lim_db, seed,
             output_rate, device, n_jobs, threads, batch_size, noise_output, overwrite,
             skip_existing, keep_going, progress, as_json):
     """Enhance noisy speech files IN... (files and/or folders, searched recursively).
@@ -318,8 +323,8 @@ def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_r
     n_jobs = max(1, min(n_jobs, len(jobs)))
     prior = load_prior(prior_name, device=device)
     config = get_algorithm(algorithm).default_config()
-    overrides = {k: v for k, v in (("iterations", iterations), ("nmf_rank", nmf_rank))
-                 if v is not None}
+    overrides = {k: v for k, v in (("iterations", iterations), ("nmf_rank", nmf_rank),
+                                   ("atten_lim_db", atten_lim_db)) if v is not None}
     config = dataclasses.replace(config, **overrides)
 
     t0 = time.perf_counter()

@@ -1,8 +1,11 @@
 """Suppression limit, noise-floor NMF start, posterior-mean Wiener filter (issue 15)."""
 import math
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
+from conftest import write_wav
 
 from speechvae.enhancement import VEMConfig, available_algorithms, converged, get_algorithm, vem
 from speechvae.enhancement.em import EStep, InferenceStep, run_em
@@ -193,3 +196,23 @@ def test_both_wiener_estimates_batch_exactly(wiener):
     for res, x, seed in zip(both, (a, b), (1, 2)):
         alone = vem(prior, x[None], cfg, torch.Generator().manual_seed(seed))
         torch.testing.assert_close(res.speech, alone.speech, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_atten_lim_db(tmp_path, invoke, fast, expect_error):
+    src = write_wav(tmp_path / "in.wav", 1.0, subtype="FLOAT")
+    x, _ = sf.read(str(src), dtype="float32")
+    outs = {}
+    for name, extra in (("free", []), ("zero", ["--atten-lim-db", 0]),
+                        ("six", ["--atten-lim-db", 6])):
+        out = tmp_path / f"{name}.wav"
+        result = invoke("enhance", src, "-o", out, *fast, *extra)
+        assert result.exit_code == 0, result.output
+        outs[name], _ = sf.read(str(out), dtype="float32")
+    # a 0-dB limit attenuates nothing: the output is the input (STFT round trip)
+    assert np.max(np.abs(outs["zero"] - x)) < 1e-3 * np.max(np.abs(x))
+    assert np.max(np.abs(outs["free"] - x)) > 1e-2 * np.max(np.abs(x))
+    # a 6-dB limit keeps more of the input than no limit, less than a 0-dB limit
+    energy = {k: float(np.sum(v ** 2)) for k, v in outs.items()}
+    assert energy["free"] < energy["six"] < energy["zero"] * 1.001
+    expect_error(invoke("enhance", src, "-o", tmp_path / "bad.wav", *fast,
+                        "--atten-lim-db", -3), "atten-lim-db")
