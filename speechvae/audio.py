@@ -23,7 +23,6 @@ A PCM output clips samples beyond full scale, with a warning; a float output kee
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+
+from .checkpoint import temp_beside
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -247,17 +248,6 @@ def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
                          quality="HQ").astype(np.float32)
 
 
-def _temp_beside(path: Path, suffix: str) -> Path:
-    """A new empty hidden file next to ``path`` with the permissions a plain ``open`` would
-    give (mkstemp makes it owner-only)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return Path(tmp)
-
-
 class AtomicAudioWriter:
     """Write an audio file block by block, atomically.
 
@@ -284,7 +274,7 @@ class AtomicAudioWriter:
             subtype = "PCM_16" if file_format in ("WAV", "FLAC") else None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.subtype = subtype
-        self._tmp = _temp_beside(self.path, ".part" + self.path.suffix)
+        self._tmp = temp_beside(self.path, ".part" + self.path.suffix)
         try:
             self._file = sf.SoundFile(str(self._tmp), "w", samplerate=sample_rate, channels=1,
                                       format=file_format, subtype=subtype)

@@ -57,7 +57,7 @@ def harvest_f0(waveform: np.ndarray, stft_config: STFTConfig, pitch_floor: float
         ``(frames,)`` float64, Hz or NaN.
 
     Raises:
-        ImportError: ``pyworld`` is missing (``pip install speechvae[editing-bench]``).
+        ImportError: ``pyworld`` is missing (``pip install speechvae[editing]``).
     """
     import warnings
 

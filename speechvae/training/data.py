@@ -90,9 +90,9 @@ def build_cache(files, cache_dir: str | os.PathLike, stft: STFTConfig = DEFAULT_
     launch = D.init_distributed()  # no-op unless WORLD_SIZE > 1 (gloo if no group yet)
     builder = launch.local_rank == 0
     if builder and not (data_path.exists() and meta_path.exists()):
-        from ..audio import _temp_beside
+        from ..checkpoint import temp_beside
 
-        tmp = _temp_beside(data_path, ".part")
+        tmp = temp_beside(data_path, ".part")
         offsets = [0]
         try:
             _write_cache(files, tmp, offsets, stft, top_db, progress, cache_dir.name)
@@ -100,7 +100,7 @@ def build_cache(files, cache_dir: str | os.PathLike, stft: STFTConfig = DEFAULT_
             tmp.unlink(missing_ok=True)
             raise
         os.replace(tmp, data_path)
-        meta_tmp = _temp_beside(meta_path, ".part")
+        meta_tmp = temp_beside(meta_path, ".part")
         meta_tmp.write_text(json.dumps({"files": files, "offsets": offsets,
                                         "n_freq": stft.n_freq}))
         os.replace(meta_tmp, meta_path)

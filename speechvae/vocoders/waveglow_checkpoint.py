@@ -32,7 +32,6 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import CheckpointError, atomic_torch_save, versions
-
 from .waveglow import DEFAULT_WAVEGLOW, WaveGlow, WaveGlowConfig
 
 __all__ = ["RestrictedUnpickler", "load_waveglow", "save_waveglow", "waveglow_state_dict"]
