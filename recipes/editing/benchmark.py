@@ -5,7 +5,7 @@ Usage:
     OMP_NUM_THREADS=1 python recipes/editing/benchmark.py [--data-root ../shared/data]
         [--limit N] [--fda-limit N] [--fda-check-limit N] [--method ours|world|psola ...]
         [--target HZ ...] [--prior NAME] [--no-control] [--max-seconds S] [--figure FILE]
-        [--figure-target HZ] [--json-out FILE] [--threads 1]
+        [--figure-target HZ] [--json-out FILE] [--threads 1] [--envelope lpc|true|dap|cepstrum]
 
 Corpora: the dev speech of ../shared/data (LibriSpeech, 24 files; the first ``--limit`` in
 manifest order) and FDA (``pitch/fda``, 2 speakers; ``--fda-limit`` files taken alternately
@@ -125,7 +125,9 @@ def fit(y, n: int) -> np.ndarray:
     return y[:n] if y.size >= n else np.pad(y, (0, n - y.size))
 
 
-def make_shifters(methods: list[str], prior: str | None) -> dict:
+def make_shifters(methods: list[str], prior: str | None, envelope: str | None = None) -> dict:
+    """The f0 shifters of ``methods``; ``envelope`` sets ``EditConfig.envelope`` of the VAE
+    editors (default: the editor's default)."""
     shifters = {}
     for m in methods:
         if m in OURS:
@@ -134,7 +136,8 @@ def make_shifters(methods: list[str], prior: str | None) -> dict:
             except ImportError as exc:
                 sys.exit(f"error: method {m!r} needs speechvae.editing.load_editor ({exc}); "
                          "run with --method world --method psola")
-            editor = load_editor(prior, config=EditConfig(**OURS[m]))
+            extra = {} if envelope is None else {"envelope": envelope}
+            editor = load_editor(prior, config=EditConfig(**OURS[m], **extra))
             shifters[m] = editor.shift_f0
         else:
             shifters[m] = F0_SHIFTERS[m]
@@ -325,6 +328,8 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--figure", type=Path, help="PNG: spectrograms and f0 of the first file")
     ap.add_argument("--figure-target", type=float, default=200.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (method 'ours')")
+    ap.add_argument("--envelope", choices=("lpc", "true", "dap", "cepstrum"),
+                    help="EditConfig.envelope of the VAE editors (default: the editor's, dap)")
     ap.add_argument("--json-out", type=Path)
     a = ap.parse_args(argv)
     if not (a.data_root / "manifest.csv").exists():
@@ -337,7 +342,7 @@ def main(argv: list[str] | None = None):
         import torch
 
         torch.set_num_threads(a.threads)
-    shifters = make_shifters(methods, a.prior)
+    shifters = make_shifters(methods, a.prior, a.envelope)
     # warm-up: first calls pay for lazy initialisation (numba for pyin, torch)
     warm = np.sin(2 * np.pi * 150 * np.arange(SR // 2) / SR).astype(np.float32)
     f0_track(warm, SR, "pyin")

@@ -23,8 +23,12 @@ import torch
 from ..stft import STFTConfig, stft
 from .envelope import true_envelope
 
-__all__ = ["ENVELOPE_STFT", "envelope_config", "harmonic_synthesis", "lpc_shape",
-           "minimum_phase", "sample_f0", "short_time_envelope"]
+__all__ = ["ENVELOPE_KINDS", "ENVELOPE_STFT", "cepstrum_fit", "dap_fit", "envelope_config",
+           "harmonic_peaks", "harmonic_synthesis", "lpc_shape", "minimum_phase", "sample_f0",
+           "short_time_envelope"]
+
+#: envelope kinds of :func:`short_time_envelope`
+ENVELOPE_KINDS = ("lpc", "true", "dap", "cepstrum")
 
 #: the envelope analysis of the harmonic resynthesis at 16 kHz: 32 ms Hann window, 5 ms hop
 ENVELOPE_STFT = STFTConfig(sample_rate=16000, n_fft=512, hop_length=80, window="hann")
@@ -92,10 +96,216 @@ def lpc_shape(waveform: np.ndarray, config: STFTConfig, order: int | None = None
     return shape.T
 
 
+def harmonic_peaks(power: np.ndarray, f0: np.ndarray, sample_rate: int,
+                   max_hz: float | None = None, search: float = 0.25
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The harmonic peaks of each frame of a power spectrogram: for ``k = 1, 2, ...`` with
+    ``k f0 < max_hz``, the largest bin within ``±search f0`` (at least one bin) of ``k f0``,
+    refined by parabolic interpolation of the log power over it and its two neighbours
+    (Smith & Serra, "PARSHL", ICMC 1987). For a sinusoid the peak power is the power the
+    window's main lobe reaches, which is what :func:`harmonic_synthesis` reproduces from an
+    envelope value.
+
+    Args:
+        power: ``(n_fft // 2 + 1, frames)`` power spectrogram (e.g. of :func:`envelope_config`).
+        f0: ``(frames,)`` Hz; frames with ``f0 <= 0`` or non-finite get no peaks.
+        sample_rate: Hz.
+        max_hz: highest harmonic (default: Nyquist less half a bin).
+        search: half-width of the search around ``k f0`` as a share of ``f0``.
+
+    Returns:
+        ``(freqs, powers, valid)``, each ``(frames, K)`` with ``K`` the most harmonics of any
+        frame: peak frequencies (Hz), peak powers, and which entries are harmonics (the
+        others are 0).
+
+    Raises:
+        ValueError: ``power`` not 2-D, ``f0`` of the wrong length, or ``search`` outside
+            ``(0, 0.5]``.
+    """
+    power = np.asarray(power, dtype=np.float64)
+    if power.ndim != 2:
+        raise ValueError(f"expected a (freq, frames) power spectrogram, got {power.shape}")
+    f0 = np.asarray(f0, dtype=np.float64)
+    if f0.shape != (power.shape[1],):
+        raise ValueError(f"f0 has shape {f0.shape}, expected ({power.shape[1]},)")
+    if not 0 < search <= 0.5:
+        raise ValueError(f"search must be in (0, 0.5], got {search}")
+    n_bins, frames = power.shape
+    n_fft = 2 * (n_bins - 1)
+    bin_hz = sample_rate / n_fft
+    max_hz = (0.5 * sample_rate - 0.5 * bin_hz) if max_hz is None else max_hz
+    ok = np.isfinite(f0) & (f0 > 0)
+    f0 = np.where(ok, f0, 0.0)
+    if not ok.any():
+        z = np.zeros((frames, 0))
+        return z, z, z.astype(bool)
+    k_max = int(max_hz / f0[ok].min())
+    k = np.arange(1, k_max + 1)[None]
+    fk = f0[:, None] * k  # (frames, K)
+    valid = ok[:, None] & (fk < max_hz)
+    half = np.maximum(1, np.floor(search * f0 / bin_hz)).astype(int)  # (frames,)
+    logp = np.log(np.maximum(power, 1e-30 * max(power.max(), 1e-30))).T  # (frames, bins)
+    centre = np.clip(np.round(fk / bin_hz).astype(int), 1, n_bins - 2)
+    rows = np.arange(frames)[:, None]
+    best = centre.copy()
+    best_val = logp[rows, centre]
+    for d in range(1, int(half.max()) + 1):
+        for b in (centre - d, centre + d):
+            inside = (d <= half[:, None]) & (b >= 1) & (b <= n_bins - 2)
+            b = np.clip(b, 1, n_bins - 2)
+            v = logp[rows, b]
+            better = inside & (v > best_val)
+            best = np.where(better, b, best)
+            best_val = np.where(better, v, best_val)
+    lm, l0, lp = logp[rows, best - 1], best_val, logp[rows, best + 1]
+    curv = lm - 2 * l0 + lp
+    delta = np.where(curv < 0, 0.5 * (lm - lp) / np.where(curv < 0, curv, -1.0), 0.0)
+    delta = np.clip(delta, -0.5, 0.5)
+    peak = l0 - 0.25 * (lm - lp) * delta
+    freqs = np.where(valid, (best + delta) * bin_hz, 0.0)
+    powers = np.where(valid, np.exp(peak), 0.0)
+    return freqs, powers, valid
+
+
+def _check_fit_args(freqs, powers, valid, order):
+    freqs, powers = np.asarray(freqs, np.float64), np.asarray(powers, np.float64)
+    valid = np.asarray(valid, bool)
+    if freqs.ndim != 2 or freqs.shape != powers.shape or freqs.shape != valid.shape:
+        raise ValueError(f"freqs, powers and valid must be (frames, K) arrays of one shape, "
+                         f"got {freqs.shape}, {powers.shape}, {valid.shape}")
+    if int(order) != order or order < 1:
+        raise ValueError(f"order must be a positive integer, got {order}")
+    if np.any(valid & ~(powers > 0)):
+        raise ValueError("the powers of valid harmonics must be positive")
+    return freqs, powers, valid
+
+
+def dap_fit(freqs: np.ndarray, powers: np.ndarray, valid: np.ndarray, sample_rate: int,
+            order: int, iterations: int = 60, step: float = 0.5,
+            weights: np.ndarray | None = None) -> np.ndarray:
+    """Discrete all-pole (DAP) model of discrete spectral samples, per frame (El-Jaroudi &
+    Makhoul, "Discrete all-pole modeling", IEEE Trans. Signal Processing 39(2), 1991).
+
+    The model ``P(w) = 1 / |A(w)|^2``, ``A(w) = sum_{i=0}^{p} a_i e^{-j w i}`` (the gain is
+    in ``a_0``), minimises the discrete Itakura–Saito measure
+    ``sum_m [P_m / P(w_m) - log(P_m / P(w_m)) - 1]`` over the samples ``(w_m, P_m)`` only,
+    not over the whole spectrum as LPC does, so the fit is not pulled toward the spectral
+    nulls between harmonics. Its stationarity condition is ``R a = h(a)``, with
+    ``R_ik = sum_m P_m cos(w_m (i - k))`` and ``h_i = sum_m Re(e^{-j w_m i} / A(w_m))``;
+    it is solved by the fixed-point iteration of the paper, damped
+    (``a <- a + step (R^{-1} h(a) - a)``), starting from the LPC fit of the same samples
+    (``R a = e_0``, scaled to its best gain). Samples are weighted equally.
+
+    Args:
+        freqs: ``(frames, K)`` Hz; powers: ``(frames, K)`` > 0 where valid; valid:
+            ``(frames, K)`` bool (:func:`harmonic_peaks`). Frames with fewer than one valid
+            sample get ``a = [1, 0, ...]``.
+        sample_rate: Hz.
+        order: ``p``; with fewer than ``p / 2`` samples in a frame the fit is not unique and
+            is regularised by a small diagonal loading of ``R``.
+        iterations: fixed-point iterations.
+        step: damping, in ``(0, 1]``.
+
+    Returns:
+        ``(frames, order + 1)`` float64 ``a``; the model power at ``w`` is
+        ``1 / |sum_i a_i e^{-j w i}|^2`` (``w = 2 pi f / sample_rate``).
+
+    Raises:
+        ValueError: arrays of different or non-2-D shapes, ``order < 1``, non-positive
+            powers, ``step`` outside ``(0, 1]`` or ``iterations < 0``.
+    """
+    freqs, powers, valid = _check_fit_args(freqs, powers, valid, order)
+    if not 0 < step <= 1:
+        raise ValueError(f"step must be in (0, 1], got {step}")
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0, got {iterations}")
+    p = int(order)
+    frames = freqs.shape[0]
+    a = np.zeros((frames, p + 1))
+    a[:, 0] = 1.0
+    has = valid.sum(1) > 0
+    if not has.any():
+        return a
+    w = 2 * np.pi * freqs[has] / sample_rate
+    m = valid[has] * (1.0 if weights is None else np.asarray(weights, np.float64)[has])
+    scale = np.array([powers[has][i][valid[has][i]].max() for i in range(int(has.sum()))])
+    pw = np.where(valid[has], powers[has], 0.0) / scale[:, None]  # each frame's max is 1
+    lags = np.arange(p + 1)
+    cos_lag = np.cos(w[:, :, None] * lags)  # (F, K, p + 1)
+    r = np.einsum("fk,fkl->fl", m * pw, cos_lag)  # R(0..p)
+    idx = np.abs(lags[:, None] - lags[None])
+    big_r = r[:, idx] + 1e-9 * r[:, :1, None] * np.eye(p + 1)
+    e = np.exp(-1j * w[:, :, None] * lags)  # e^{-j w_m i}, (F, K, p + 1)
+    count = m.sum(1)
+
+    def gain_fit(coef):
+        a_w = np.einsum("fkl,fl->fk", e, coef)
+        err = np.sum(m * pw * np.abs(a_w) ** 2, 1)
+        return coef * np.sqrt(count / np.maximum(err, 1e-300))[:, None]
+
+    e0 = np.zeros(p + 1)
+    e0[0] = 1.0
+    coef = gain_fit(np.linalg.solve(big_r, np.broadcast_to(e0, (len(r), p + 1))[..., None])[..., 0])
+    for _ in range(iterations):
+        a_w = np.einsum("fkl,fl->fk", e, coef)
+        h = np.einsum("fk,fkl->fl", m / np.where(m > 0, a_w, 1.0), e).real
+        new = np.linalg.solve(big_r, h[..., None])[..., 0]
+        coef = coef + step * (new - coef)
+    a[has] = coef / np.sqrt(scale)[:, None]
+    return a
+
+
+def cepstrum_fit(freqs: np.ndarray, powers: np.ndarray, valid: np.ndarray, sample_rate: int,
+                 order: int, smoothness: float = 5e-4) -> np.ndarray:
+    """Regularised discrete cepstrum of discrete spectral samples, per frame (Galas & Rodet,
+    ICMC 1990; Cappé & Moulines, "Regularization techniques for discrete cepstrum
+    estimation", IEEE Signal Processing Letters 3(4), 1996).
+
+    ``log P(w) = c_0 + 2 sum_{i=1}^{p} c_i cos(w i)`` minimising
+    ``sum_m (log P_m - log P(w_m))^2 + smoothness * sum_i 8 pi^2 i^2 c_i^2`` (the squared
+    derivative of the log envelope in normalised frequency, integrated: the roughness
+    penalty of Cappé & Moulines), a linear least-squares problem.
+
+    Args:
+        freqs, powers, valid: ``(frames, K)`` as in :func:`dap_fit`.
+        sample_rate: Hz.
+        order: ``p``.
+        smoothness: weight of the roughness penalty (> 0 keeps the problem well posed when a
+            frame has fewer than ``p + 1`` samples).
+
+    Returns:
+        ``(frames, order + 1)`` float64 ``c`` (frames without samples: 0).
+
+    Raises:
+        ValueError: as :func:`dap_fit`, or ``smoothness < 0``.
+    """
+    freqs, powers, valid = _check_fit_args(freqs, powers, valid, order)
+    if smoothness < 0:
+        raise ValueError(f"smoothness must be >= 0, got {smoothness}")
+    p = int(order)
+    lags = np.arange(p + 1)
+    w = 2 * np.pi * freqs / sample_rate
+    basis = np.cos(w[:, :, None] * lags) * np.where(lags == 0, 1.0, 2.0)  # (F, K, p + 1)
+    m = valid * 1.0
+    y = np.where(valid, np.log(np.where(valid, powers, 1.0)), 0.0)
+    lhs = np.einsum("fk,fki,fkj->fij", m, basis, basis)
+    lhs = lhs + smoothness * np.diag(8 * np.pi ** 2 * lags ** 2.0)
+    lhs = lhs + 1e-9 * np.eye(p + 1)
+    rhs = np.einsum("fk,fki->fi", m * y, basis)
+    c = np.linalg.solve(lhs, rhs[..., None])[..., 0]
+    c[valid.sum(1) == 0] = 0.0
+    return c
+
+
 @torch.no_grad()
 def short_time_envelope(waveform: np.ndarray, f0_frames: np.ndarray, frame_times_s: np.ndarray,
                         sample_rate: int, iterations: int = 24, kind: str = "lpc",
-                        lpc_order: int | None = None) -> torch.Tensor:
+                        lpc_order: int | None = None, cepstrum_order: int = 30,
+                        smoothness: float = 5e-4, fit_threshold: float = 0.0,
+                        anchor_weight: float = 0.0, anchor: str = "lpc",
+                        target_f0_frames: np.ndarray | None = None,
+                        anchor_full_st: float = 0.0,
+                        anchor_weight_same_f0: float | None = None) -> torch.Tensor:
     """Spectral envelope of ``waveform`` on the short analysis grid of
     :func:`envelope_config`.
 
@@ -104,7 +314,13 @@ def short_time_envelope(waveform: np.ndarray, f0_frames: np.ndarray, frame_times
     where unvoiced). ``kind="lpc"``: the all-pole shape of :func:`lpc_shape` at the level of
     the true envelope (same mean log power per frame): smooth between the input's harmonics,
     so that harmonics at another f0 sample it without ripple; ``lpc_order`` as in
-    :func:`lpc_shape`.
+    :func:`lpc_shape`. ``kind="dap"``: on frames voiced in ``f0_frames`` (interpolated
+    voicing above ``fit_threshold``), the discrete all-pole model (:func:`dap_fit`, order
+    ``lpc_order``) of the input's harmonic peaks (:func:`harmonic_peaks` at the interpolated
+    f0): all-pole like ``"lpc"``, but fitted to the harmonics alone, so that it is not biased
+    toward them when they are sparse (high f0) and gives back their powers at the input's
+    own f0; ``"lpc"`` elsewhere. ``kind="cepstrum"``: the same with the regularised discrete
+    cepstrum (:func:`cepstrum_fit`, ``cepstrum_order``, ``smoothness``).
 
     Returns:
         ``(n_fft // 2 + 1, frames)`` power envelope of the Hann-windowed STFT, frame ``j`` at
@@ -113,20 +329,66 @@ def short_time_envelope(waveform: np.ndarray, f0_frames: np.ndarray, frame_times
     Raises:
         ValueError: an unknown ``kind``.
     """
-    if kind not in ("lpc", "true"):
-        raise ValueError(f"envelope kind must be 'lpc' or 'true', got {kind!r}")
+    if kind not in ENVELOPE_KINDS:
+        raise ValueError(f"envelope kind must be one of {', '.join(ENVELOPE_KINDS)}, got {kind!r}")
     cfg = envelope_config(sample_rate)
     x = np.asarray(waveform, dtype=np.float32)
     spec = stft(torch.from_numpy(x), cfg)
+    power = spec.abs().square()
     times = np.arange(spec.shape[-1]) * cfg.hop_length / sample_rate
     f0 = sample_f0(f0_frames, frame_times_s, times)
     f0 = torch.from_numpy(np.where(f0 > 0, f0, 100.0)).float()
-    env = true_envelope(spec.abs().square(), f0, sample_rate, iterations)
+    env = true_envelope(power, f0, sample_rate, iterations)
     if kind == "true":
         return env
-    shape = torch.from_numpy(lpc_shape(x, cfg, lpc_order)[:, : env.shape[1]]).float()
+    order = lpc_order or int(2 + sample_rate // 1000)
+    shape = torch.from_numpy(lpc_shape(x, cfg, order)[:, : env.shape[1]]).float()
     level = torch.log(env).mean(0) - torch.log(shape).mean(0)
-    return shape * torch.exp(level)[None]
+    out = shape * torch.exp(level)[None]
+    if kind == "lpc":
+        return out
+    f0_fit = sample_f0(f0_frames, frame_times_s, times, fit_threshold)
+    freqs, peaks, valid = harmonic_peaks(power.double().numpy(), f0_fit, sample_rate)
+    fitted = valid.sum(1) >= 2
+    if not fitted.any():
+        return out
+    w = 2 * np.pi * np.arange(cfg.n_fft // 2 + 1) / cfg.n_fft
+    weights = valid * 1.0
+    if anchor_weight > 0 or (anchor_weight_same_f0 or 0) > 0:
+        ref = (out if anchor == "lpc" else env).double().numpy().T  # (frames, bins)
+        bin_hz = sample_rate / cfg.n_fft
+        mid = (np.arange(freqs.shape[1])[None] + 0.5) * f0_fit[:, None]
+        mid_ok = valid | np.roll(valid, 1, axis=1)
+        mid_ok[:, 0] = valid[:, 0]
+        b = np.clip(mid / bin_hz, 0, ref.shape[1] - 1)
+        lo = np.floor(b).astype(int)
+        hi = np.minimum(lo + 1, ref.shape[1] - 1)
+        rows = np.arange(ref.shape[0])[:, None]
+        mid_p = ref[rows, lo] * (1 - (b - lo)) + ref[rows, hi] * (b - lo)
+        freqs = np.concatenate([freqs, np.where(mid_ok, mid, 0.0)], 1)
+        peaks = np.concatenate([peaks, np.where(mid_ok, mid_p, 0.0)], 1)
+        anchor_w = np.full(len(f0_fit), float(anchor_weight))
+        if target_f0_frames is not None and anchor_full_st > 0:
+            tgt = sample_f0(target_f0_frames, frame_times_s, times, fit_threshold)
+            both = (tgt > 0) & (f0_fit > 0)
+            shift = np.abs(12 * np.log2(np.where(both, tgt, 1.0) / np.where(both, f0_fit, 1.0)))
+            w0 = anchor_weight if anchor_weight_same_f0 is None else anchor_weight_same_f0
+            ramp = np.minimum(1.0, shift / anchor_full_st)
+            anchor_w = np.where(both, w0 + (anchor_weight - w0) * ramp, anchor_w)
+        weights = np.concatenate([weights, mid_ok * anchor_w[:, None]], 1)
+        valid = np.concatenate([valid, mid_ok], 1)
+    if kind == "dap":
+        a = dap_fit(freqs[fitted], peaks[fitted], valid[fitted], sample_rate, order,
+                    weights=weights[fitted])
+        model = 1.0 / np.maximum(np.abs(np.fft.rfft(a, n=cfg.n_fft, axis=-1)) ** 2, 1e-300)
+    else:
+        c = cepstrum_fit(freqs[fitted], peaks[fitted], valid[fitted], sample_rate,
+                         cepstrum_order, smoothness)
+        lags = np.arange(cepstrum_order + 1)
+        basis = np.cos(w[:, None] * lags) * np.where(lags == 0, 1.0, 2.0)
+        model = np.exp(np.clip(c @ basis.T, -700, 700))
+    out[:, torch.from_numpy(fitted)] = torch.from_numpy(model.T).float()
+    return out
 
 
 def minimum_phase(envelope: torch.Tensor | np.ndarray) -> np.ndarray:

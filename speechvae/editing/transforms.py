@@ -67,6 +67,7 @@ from ..priors.base import Prior
 from ..stft import STFTConfig, stft
 from .common import FACTORS, VOICING_METHODS, edit_voicing, frame_f0, harvest_f0
 from .envelope import envelope_ratio
+from .harmonic import ENVELOPE_KINDS
 from .subspaces import SourceFilterSubspaces
 
 __all__ = [
@@ -162,12 +163,17 @@ class EditConfig:
 
     method: str = "relative"
     f0_envelope: str = "input"
-    envelope: str = "lpc"
+    envelope: str = "dap"
     harmonic_phase: str = "zero"
     voicing_threshold: float = 0.25
     voicing: str = "praat+harvest"
     voicing_gap_s: float = 0.05
     lpc_order: int | None = None
+    cepstrum_order: int = 30
+    cepstrum_smoothness: float = 5e-4
+    anchor_weight: float = 2.0
+    anchor_full_st: float = 1.0
+    anchor_weight_same_f0: float = 0.5
     ratio_limit_db: float = 12.0
     envelope_iter: int = 24
     formant_tolerance: float = 0.05
@@ -194,6 +200,13 @@ class EditConfig:
         if self.voicing not in VOICING_METHODS:
             raise ValueError(f"voicing must be one of {', '.join(VOICING_METHODS)}, got "
                              f"{self.voicing!r}")
+        if self.envelope not in ENVELOPE_KINDS:
+            raise ValueError(f"envelope must be one of {', '.join(ENVELOPE_KINDS)}, got "
+                             f"{self.envelope!r}")
+        if self.cepstrum_order < 1:
+            raise ValueError(f"cepstrum_order must be >= 1, got {self.cepstrum_order}")
+        if not self.cepstrum_smoothness >= 0:
+            raise ValueError(f"cepstrum_smoothness must be >= 0, got {self.cepstrum_smoothness}")
         if self.lpc_order is not None and self.lpc_order < 2:
             raise ValueError(f"lpc_order must be >= 2 or None, got {self.lpc_order}")
         if not self.voicing_gap_s >= 0:
@@ -562,7 +575,12 @@ class Editor:
         track = a.f0 if track is None else track
         envelope = short_time_envelope(a.waveform, track, frame_times, sr,
                                        self.config.envelope_iter, self.config.envelope,
-                                       self.lpc_order(a))
+                                       self.lpc_order(a), self.config.cepstrum_order,
+                                       self.config.cepstrum_smoothness,
+                                       anchor_weight=self.config.anchor_weight,
+                                       target_f0_frames=target,
+                                       anchor_full_st=self.config.anchor_full_st,
+                                       anchor_weight_same_f0=self.config.anchor_weight_same_f0)
         if self.config.f0_envelope == "edit":
             envelope = envelope * self._to_grid(self.latent_envelope_ratio(a, z_new, target)
                                                 .cpu(), envelope.shape, envelope_config(sr))
