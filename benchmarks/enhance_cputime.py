@@ -35,25 +35,26 @@ def main():
     ap.add_argument("--every", type=int, default=24)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--prior", default="vae", help="prior of variants without prior=")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    variants = [parse_variant(v) for v in a.variant]
-    prior = speechvae.load_prior("vae")
+    variants = [parse_variant(v, a.prior) for v in a.variant]
+    priors = {p: speechvae.load_prior(p) for p in dict.fromkeys(v[3] for v in variants)}
     with open(a.set / "list.csv", newline="") as f:
         pairs = list(csv.DictReader(f))[::a.every]
     x, sr = load_audio(a.set / pairs[0]["noisy"])
-    for _, alg, cfg in variants:
-        speechvae.enhance(x[:sr], sr, prior=prior, algorithm=alg,
+    for _, alg, cfg, prior in variants:
+        speechvae.enhance(x[:sr], sr, prior=priors[prior], algorithm=alg,
                           config=dataclasses.replace(cfg, iterations=2))
-    cpu = {name: 0.0 for name, _, _ in variants}
+    cpu = {v[0]: 0.0 for v in variants}
     audio = 0.0
     for p in pairs:
         noisy, sr = load_audio(a.set / p["noisy"])
         audio += a.reps * len(noisy) / sr
         for _ in range(a.reps):
-            for name, alg, cfg in variants:
+            for name, alg, cfg, prior in variants:
                 t0 = time.process_time()
-                speechvae.enhance(noisy, sr, prior=prior, algorithm=alg, config=cfg, seed=0)
+                speechvae.enhance(noisy, sr, prior=priors[prior], algorithm=alg, config=cfg, seed=0)
                 cpu[name] += time.process_time() - t0
     first = variants[0][0]
     print(f"{len(pairs)} files x {a.reps} reps, {audio:.1f} s of audio, threads {a.threads}")

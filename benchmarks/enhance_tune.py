@@ -9,7 +9,8 @@ and time ratio to the first variant.
 
 A variant is ``NAME:KEY=VALUE,KEY=VALUE...``; ``alg=NAME`` picks the algorithm (default
 ``vem``), every other key is a field of its config (values parsed as Python literals, else
-strings; ``none`` is None). ``NAME`` alone is the default config of ``vem``.
+strings; ``none`` is None for a field whose default is None, else the string); ``prior=NAME_OR_PATH`` runs the variant with another prior than
+``--prior``. ``NAME`` alone is the default config of ``vem``.
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/enhance_tune.py --set runs/tuning \\
@@ -49,8 +50,8 @@ from speechvae.metrics import estoi, pesq_wb, si_sdr
 METRICS = ("SI-SDR", "PESQ-WB", "ESTOI")
 
 
-def parse_variant(spec: str):
-    """``NAME:k=v,...`` -> ``(name, algorithm, config)``.
+def parse_variant(spec: str, default_prior: str = "vae"):
+    """``NAME:k=v,...`` -> ``(name, algorithm, config, prior)``.
 
     Raises:
         SystemExit: an unknown config field (one line naming the variant and the field).
@@ -60,19 +61,23 @@ def parse_variant(spec: str):
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
         if value.lower() == "none":
-            fields[key] = None
+            fields[key] = "none"  # None where the field's default is None (below)
             continue
         try:
             fields[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             fields[key] = value
     alg = fields.pop("alg", "vem")
+    prior = str(fields.pop("prior", default_prior))
     cls = get_algorithm(alg).config_class
     known = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(fields) - known)
     if bad:
         sys.exit(f"error: variant {name!r}: {cls.__name__} has no field(s) {', '.join(bad)}")
-    return name, alg, cls(**fields)
+    for f in dataclasses.fields(cls):
+        if fields.get(f.name) == "none" and f.default is None:
+            fields[f.name] = None
+    return name, alg, cls(**fields), prior
 
 
 def join_parts(parts: list[dict]) -> tuple[list[dict], list[str]]:
@@ -156,15 +161,15 @@ def main():
     lst = a.set / "list.csv"
     if not lst.exists():
         sys.exit(f"error: {lst}: not found (render the set first)")
-    variants = [parse_variant(v) for v in a.variant]
+    variants = [parse_variant(v, a.prior) for v in a.variant]
     names = [v[0] for v in variants]
-    prior = speechvae.load_prior(a.prior)
+    priors = {p: speechvae.load_prior(p) for p in dict.fromkeys(v[3] for v in variants)}
     types = noise_types(a.set, a.noise_info)
     with open(lst, newline="") as f:
         pairs = list(csv.DictReader(f))[a.offset::a.every]
     x, sr = load_audio(a.set / pairs[0]["noisy"])
-    for _, alg, cfg in variants:  # warm-up: first calls pay for lazy initialisation
-        speechvae.enhance(x[:sr], sr, prior=prior, algorithm=alg,
+    for _, alg, cfg, prior in variants:  # warm-up: first calls pay for lazy initialisation
+        speechvae.enhance(x[:sr], sr, prior=priors[prior], algorithm=alg,
                           config=dataclasses.replace(cfg, iterations=2))
     rows = []
     for i, p in enumerate(pairs):
@@ -173,9 +178,9 @@ def main():
         row = {"name": p["name"], "snr": f"{float(p['snr_db']):+g} dB",
                "noise type": types.get(p["name"], "unknown"), "duration_s": len(noisy) / sr}
         row.update({f"noisy/{k}": v for k, v in scores(clean, noisy, sr).items()})
-        for name, alg, cfg in variants:
+        for name, alg, cfg, prior in variants:
             t0 = time.perf_counter()
-            out = speechvae.enhance(noisy, sr, prior=prior, algorithm=alg, config=cfg,
+            out = speechvae.enhance(noisy, sr, prior=priors[prior], algorithm=alg, config=cfg,
                                     seed=a.seed)
             row[f"{name}/time_s"] = time.perf_counter() - t0
             row.update({f"{name}/{k}": v for k, v in scores(clean, out.waveform, sr).items()})
@@ -186,8 +191,8 @@ def main():
         if a.json_out:  # after every file, so an interrupted run keeps what it measured
             a.json_out.write_text(json.dumps({"variants": a.variant, "rows": rows}))
     print()
-    for name, alg, cfg in variants:
-        print(f"{name}: {alg} {dataclasses.asdict(cfg)}")
+    for name, alg, cfg, prior in variants:
+        print(f"{name}: {alg} prior={prior} {dataclasses.asdict(cfg)}")
     print(f"set {a.set}, every {a.every} from {a.offset}, seed {a.seed}, threads {a.threads}")
     for key in ("snr", "noise type"):
         print()

@@ -151,7 +151,7 @@ class InferenceStep:
     def m_step(self, nmf: NMFNoise, estep: EStep) -> NMFNoise:
         """The noise update: ``config.m_steps`` passes of the shared multiplicative updates
         (:func:`~speechvae.enhancement.model.m_step`) with the E-step's samples, masked."""
-        opts = gain_options(self.config.gain)
+        opts = gain_options(self.config.gain, self.config.nmf_smoothness)
         new = m_step(self.power, estep.speech_var, nmf, mask=self.mask, moments=estep.moments,
                      **opts)
         for _ in range(self.config.m_steps - 1):

@@ -325,7 +325,7 @@ class GibbsStep(InferenceStep):
                 self.chain.warmup(config.init_mh_steps)
                 for _ in range(config.m_steps):
                     nmf = m_step(power, self.chain.state.aux[None], nmf,
-                                 **gain_options(config.gain))
+                                 **gain_options(config.gain, config.nmf_smoothness))
                 target = LatentPosterior(prior, power, nmf)
                 self.chain.kernel = self._kernel(target)
                 self.chain.state = target.rescore(self.chain.state)

@@ -11,7 +11,15 @@ Given samples ``v_r`` of the speech variance, the M-step decreases
 
 with the multiplicative majorisation-minimisation updates of the Itakura–Saito NMF (exponent
 1/2; Févotte & Idier, Neural Computation 2011), which never increase C. Every quantity stays
-positive.
+positive. With a temporal-continuity weight ``lambda > 0`` (``EMConfig.nmf_smoothness``) the
+M-step decreases ``C + lambda * S(H)`` instead, where
+
+    S(H) = sum_k sum_t [ h_k,t / h_k,t-1 + h_k,t-1 / h_k,t - 2 ]  (over valid frames)
+
+is zero for constant activations and scale-invariant (a symmetric form of the inverse-gamma
+Markov chain prior on the activations of Févotte, Bertin & Durrieu, Neural Computation 2009;
+temporal continuity as in Virtanen, IEEE TASLP 2007): the noise model then cannot follow the
+syllable-rate envelope of speech, which it otherwise takes from the speech model (issue 15).
 
 Shapes: mixtures ``(batch, freq, time)``, right-padded when files of different lengths share
 a batch, with a ``(batch, time)`` 0/1 mask of valid frames (None: every frame valid).
@@ -26,8 +34,8 @@ from ..priors.base import Prior
 from .samplers import ChainState
 
 __all__ = ["GAINS", "NOISE_INITS", "EMConfig", "LatentPosterior", "NMFNoise",
-           "attenuation_floor", "average_wiener", "gain_options", "init_nmf", "initial_noise",
-           "m_step", "mixture_cost", "mixture_power", "noise_floor", "normalise", "time_major",
+           "attenuation_floor", "average_wiener", "continuity_penalty", "gain_options",
+           "init_nmf", "initial_noise", "m_step", "mixture_cost", "mixture_power", "noise_floor", "normalise", "time_major",
            "wiener_gain"]
 
 #: Speech gain models: one gain per frame (the papers), one per signal, or none (``g = 1``).
@@ -73,9 +81,12 @@ class EMConfig:
             may apply: the driver raises the amplitude gain to at least
             ``10 ** (-atten_lim_db / 20)`` (as DeepFilterNet's ``--atten-lim-db``); None: no
             limit.
+        nmf_smoothness: weight ``lambda`` of the temporal-continuity penalty ``S(H)`` on the
+            NMF activations (module docstring); 0 (default): none.
 
     Raises:
-        ValueError: a count below 1, an unknown gain or noise start, a negative ``tol``, a
+        ValueError: a count below 1, an unknown gain or noise start, a negative ``tol`` or
+            ``nmf_smoothness``, a
             non-positive ``init_noise_level``, a quantile outside ``(0, 1)`` or a negative
             ``atten_lim_db``.
     """
@@ -90,8 +101,11 @@ class EMConfig:
     noise_init: str = "random"
     floor_quantile: float = 0.2
     atten_lim_db: float | None = None
+    nmf_smoothness: float = 0.0
 
     def __post_init__(self):
+        if not self.nmf_smoothness >= 0:
+            raise ValueError(f"nmf_smoothness must be >= 0, got {self.nmf_smoothness}")
         for name in ("iterations", "nmf_rank", "tol_window", "m_steps"):
             _check_int(self, name)
         if self.gain not in GAINS:
@@ -115,9 +129,51 @@ def attenuation_floor(atten_lim_db: float | None) -> float:
     return 0.0 if atten_lim_db is None else 10.0 ** (-float(atten_lim_db) / 20.0)
 
 
-def gain_options(gain: str) -> dict:
-    """Keyword arguments of :func:`m_step` for a gain setting (see :data:`GAINS`)."""
-    return {"update_gain": gain != "none", "global_gain": gain == "global"}
+def gain_options(gain: str, smoothness: float = 0.0) -> dict:
+    """Keyword arguments of :func:`m_step` for a gain setting (see :data:`GAINS`) and a
+    temporal-continuity weight (``EMConfig.nmf_smoothness``)."""
+    return {"update_gain": gain != "none", "global_gain": gain == "global",
+            "smoothness": smoothness}
+
+
+def continuity_penalty(H: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``S(H)`` of the module docstring per batch item, ``(batch,)``: the sum over components
+    and pairs of adjacent valid frames of ``h_t / h_t-1 + h_t-1 / h_t - 2`` (>= 0, zero for
+    constant rows, unchanged when a row is scaled)."""
+    prev, cur = H[..., :-1], H[..., 1:]
+    if mask is not None:  # padded activations may be 0: never divide by them
+        pair = (mask[:, None, 1:] * mask[:, None, :-1]) > 0
+        prev, cur = torch.where(pair, prev, 1.0), torch.where(pair, cur, 1.0)
+    return (prev / cur + cur / prev - 2.0).sum(dim=(1, 2))
+
+
+def _smooth_h_update(H: torch.Tensor, num: torch.Tensor, den: torch.Tensor, weight: float,
+                     valid: torch.Tensor | None) -> torch.Tensor:
+    """The activation update with the continuity penalty: frames of one parity at a time,
+    each minimising the majoriser ``A h + B / h`` of ``C + weight * S`` with its neighbours
+    fixed (``A = den + weight (1/h_t-1 + 1/h_t+1)``, ``B = h^2 num + weight (h_t-1 +
+    h_t+1)``, a neighbour counted only where valid): ``h = sqrt(B / A)``, so the penalised
+    cost never increases. ``num``/``den`` are the unpenalised update's ``W^T (P / Vx^2)`` and
+    ``W^T (1 / Vx)`` at the current ``H``."""
+    t = H.shape[-1]
+    if valid is None:
+        valid = torch.ones((H.shape[0], 1, t), dtype=H.dtype, device=H.device)
+    else:
+        valid = valid[:, None, :].to(H.dtype)
+    zero = H.new_zeros((*H.shape[:-1], 1))
+    vzero = valid.new_zeros((*valid.shape[:-1], 1))
+    left_ok = torch.cat([vzero, valid[..., :-1]], -1) * valid  # frame t-1 valid (and t)
+    right_ok = torch.cat([valid[..., 1:], vzero], -1) * valid
+    parity = torch.arange(t, device=H.device) % 2
+    base_b = H.square() * num
+    for side in (0, 1):
+        left = torch.cat([zero, H[..., :-1]], -1)
+        right = torch.cat([H[..., 1:], zero], -1)
+        a = den + weight * (left_ok / left.clamp_min(TINY) + right_ok / right.clamp_min(TINY))
+        b = base_b + weight * (left_ok * left + right_ok * right)
+        new = (b / a.clamp_min(TINY)).sqrt()
+        H = torch.where((parity == side) & (valid > 0), new, H)
+    return H
 
 TINY = 1e-12
 
@@ -331,7 +387,8 @@ def mixture_cost(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
 
 def m_step(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
            mask: torch.Tensor | None = None, update_gain: bool = True,
-           global_gain: bool = False, moments: tuple[torch.Tensor, torch.Tensor] | None = None) -> NMFNoise:
+           global_gain: bool = False, moments: tuple[torch.Tensor, torch.Tensor] | None = None,
+           smoothness: float = 0.0) -> NMFNoise:
     """One pass of the square-root multiplicative updates of ``W``, ``H`` then ``g``.
 
     Args:
@@ -345,12 +402,16 @@ def m_step(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
             per frame; its update is the same MM update summed over frames.
         moments: optional ``(1/Vx, P/Vx^2)`` at the current parameters, each of the shape
             of ``speech_var``, when the caller has them already (saves one pass).
+        smoothness: weight of the temporal-continuity penalty on ``H`` (module docstring);
+            0: the plain update. The penalised cost ``C + smoothness * S(H)`` never
+            increases.
 
     Returns:
         Updated, normalised parameters (new tensors).
 
     References:
-        Leglaive, Girin, Horaud, MLSP 2018, eqs. (17)-(19); Févotte & Idier 2011.
+        Leglaive, Girin, Horaud, MLSP 2018, eqs. (17)-(19); Févotte & Idier 2011;
+        Févotte, Bertin, Durrieu, Neural Computation 2009 (smoothness).
     """
     W, H, g = nmf.W, nmf.H, nmf.g
     m = None if mask is None else mask[:, None, :]
@@ -372,7 +433,10 @@ def m_step(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
     W = W * ((a @ Ht) / (b @ Ht).clamp_min(TINY)).sqrt()
     a, b = sums(*inverse(W, H))
     Wt = W.transpose(1, 2)
-    H = H * ((Wt @ a) / (Wt @ b).clamp_min(TINY)).sqrt()
+    if smoothness > 0:
+        H = _smooth_h_update(H, Wt @ a, Wt @ b, smoothness, mask)
+    else:
+        H = H * ((Wt @ a) / (Wt @ b).clamp_min(TINY)).sqrt()
     if update_gain:
         inv, p_inv2 = inverse(W, H)
         num = (speech_var * p_inv2).sum(dim=(0, 2))  # (batch, time)
