@@ -4,15 +4,19 @@ Used by the relative f0 edit (:class:`~speechvae.editing.Editor`, ``method="rela
 the target f0 is known, so the voiced part of the output is written directly as a sum of
 harmonics whose phases accumulate from the target f0 track and whose amplitudes sample the
 input's spectral envelope (times the latent edit's envelope change) at the harmonic
-frequencies, instead of estimating a phase with Griffin–Lim. The envelope (by default an
-all-pole LPC shape at the level of the true envelope) is analysed on a
+frequencies, instead of estimating a phase with Griffin–Lim. The envelope (by default the
+discrete all-pole model of the input's harmonic peaks, :func:`dap_fit`, anchored between
+the harmonics by the all-pole LPC shape at the level of the true envelope) is analysed on a
 short window (32 ms at 16 kHz, 5 ms hop) so that formant movements are followed as closely
 as a pitch-adaptive vocoder follows them; the prior's 64 ms STFT would smear them.
 
 References:
     McAulay & Quatieri, "Speech analysis/synthesis based on a sinusoidal representation",
     IEEE TASSP 34(4), 1986; Makhoul, "Linear prediction: a tutorial review", Proc. IEEE
-    63(4), 1975 (the all-pole envelope); Röbel & Rodet, DAFx 2005 (the true envelope); Morise et al.,
+    63(4), 1975 (the all-pole envelope); El-Jaroudi & Makhoul, "Discrete all-pole
+    modeling", IEEE Trans. Signal Processing 39(2), 1991 (DAP); Cappé & Moulines,
+    "Regularization techniques for discrete cepstrum estimation", IEEE Signal Processing
+    Letters 3(4), 1996; Röbel & Rodet, DAFx 2005 (the true envelope); Morise et al.,
     IEICE Trans. Inf. Syst. E99-D(7), 2016 (WORLD, the vocoder this is compared with).
 """
 from __future__ import annotations
@@ -29,6 +33,9 @@ __all__ = ["ENVELOPE_KINDS", "ENVELOPE_STFT", "cepstrum_fit", "dap_fit", "envelo
 
 #: envelope kinds of :func:`short_time_envelope`
 ENVELOPE_KINDS = ("lpc", "true", "dap", "cepstrum")
+#: diagonal loading of the DAP normal equations, relative to R(0) (1e-9 biased the fit of
+#: spectra with a 90 dB range; see tests/test_editing_envelope.py)
+_LOADING = 1e-12
 
 #: the envelope analysis of the harmonic resynthesis at 16 kHz: 32 ms Hann window, 5 ms hop
 ENVELOPE_STFT = STFTConfig(sample_rate=16000, n_fft=512, hop_length=80, window="hann")
@@ -167,12 +174,15 @@ def harmonic_peaks(power: np.ndarray, f0: np.ndarray, sample_rate: int,
     return freqs, powers, valid
 
 
-def _check_fit_args(freqs, powers, valid, order):
+def _check_fit_args(freqs, powers, valid, order, weights=None):
     freqs, powers = np.asarray(freqs, np.float64), np.asarray(powers, np.float64)
     valid = np.asarray(valid, bool)
     if freqs.ndim != 2 or freqs.shape != powers.shape or freqs.shape != valid.shape:
         raise ValueError(f"freqs, powers and valid must be (frames, K) arrays of one shape, "
                          f"got {freqs.shape}, {powers.shape}, {valid.shape}")
+    if weights is not None and (np.shape(weights) != freqs.shape
+                                or np.any(np.asarray(weights) < 0)):
+        raise ValueError(f"weights must be a non-negative {freqs.shape} array")
     if int(order) != order or order < 1:
         raise ValueError(f"order must be a positive integer, got {order}")
     if np.any(valid & ~(powers > 0)):
@@ -194,7 +204,7 @@ def dap_fit(freqs: np.ndarray, powers: np.ndarray, valid: np.ndarray, sample_rat
     ``R_ik = sum_m P_m cos(w_m (i - k))`` and ``h_i = sum_m Re(e^{-j w_m i} / A(w_m))``;
     it is solved by the fixed-point iteration of the paper, damped
     (``a <- a + step (R^{-1} h(a) - a)``), starting from the LPC fit of the same samples
-    (``R a = e_0``, scaled to its best gain). Samples are weighted equally.
+    (``R a = e_0``, scaled to its best gain).
 
     Args:
         freqs: ``(frames, K)`` Hz; powers: ``(frames, K)`` > 0 where valid; valid:
@@ -205,6 +215,9 @@ def dap_fit(freqs: np.ndarray, powers: np.ndarray, valid: np.ndarray, sample_rat
             is regularised by a small diagonal loading of ``R``.
         iterations: fixed-point iterations.
         step: damping, in ``(0, 1]``.
+        weights: ``(frames, K)`` weight of each sample in the measure (default 1; the
+            weighted measure gives ``R_ik = sum_m u_m P_m cos(...)``, ``h_i = sum_m u_m
+            Re(...)``).
 
     Returns:
         ``(frames, order + 1)`` float64 ``a``; the model power at ``w`` is
@@ -212,9 +225,9 @@ def dap_fit(freqs: np.ndarray, powers: np.ndarray, valid: np.ndarray, sample_rat
 
     Raises:
         ValueError: arrays of different or non-2-D shapes, ``order < 1``, non-positive
-            powers, ``step`` outside ``(0, 1]`` or ``iterations < 0``.
+            powers, negative weights, ``step`` outside ``(0, 1]`` or ``iterations < 0``.
     """
-    freqs, powers, valid = _check_fit_args(freqs, powers, valid, order)
+    freqs, powers, valid = _check_fit_args(freqs, powers, valid, order, weights)
     if not 0 < step <= 1:
         raise ValueError(f"step must be in (0, 1], got {step}")
     if iterations < 0:
@@ -234,7 +247,7 @@ def dap_fit(freqs: np.ndarray, powers: np.ndarray, valid: np.ndarray, sample_rat
     cos_lag = np.cos(w[:, :, None] * lags)  # (F, K, p + 1)
     r = np.einsum("fk,fkl->fl", m * pw, cos_lag)  # R(0..p)
     idx = np.abs(lags[:, None] - lags[None])
-    big_r = r[:, idx] + 1e-9 * r[:, :1, None] * np.eye(p + 1)
+    big_r = r[:, idx] + _LOADING * r[:, :1, None] * np.eye(p + 1)
     e = np.exp(-1j * w[:, :, None] * lags)  # e^{-j w_m i}, (F, K, p + 1)
     count = m.sum(1)
 
@@ -256,13 +269,14 @@ def dap_fit(freqs: np.ndarray, powers: np.ndarray, valid: np.ndarray, sample_rat
 
 
 def cepstrum_fit(freqs: np.ndarray, powers: np.ndarray, valid: np.ndarray, sample_rate: int,
-                 order: int, smoothness: float = 5e-4) -> np.ndarray:
+                 order: int, smoothness: float = 5e-4,
+                 weights: np.ndarray | None = None) -> np.ndarray:
     """Regularised discrete cepstrum of discrete spectral samples, per frame (Galas & Rodet,
     ICMC 1990; Cappé & Moulines, "Regularization techniques for discrete cepstrum
     estimation", IEEE Signal Processing Letters 3(4), 1996).
 
     ``log P(w) = c_0 + 2 sum_{i=1}^{p} c_i cos(w i)`` minimising
-    ``sum_m (log P_m - log P(w_m))^2 + smoothness * sum_i 8 pi^2 i^2 c_i^2`` (the squared
+    ``sum_m u_m (log P_m - log P(w_m))^2 + smoothness * sum_i 8 pi^2 i^2 c_i^2`` (the squared
     derivative of the log envelope in normalised frequency, integrated: the roughness
     penalty of Cappé & Moulines), a linear least-squares problem.
 
@@ -272,6 +286,7 @@ def cepstrum_fit(freqs: np.ndarray, powers: np.ndarray, valid: np.ndarray, sampl
         order: ``p``.
         smoothness: weight of the roughness penalty (> 0 keeps the problem well posed when a
             frame has fewer than ``p + 1`` samples).
+        weights: ``(frames, K)`` sample weights ``u_m`` (default 1).
 
     Returns:
         ``(frames, order + 1)`` float64 ``c`` (frames without samples: 0).
@@ -279,14 +294,14 @@ def cepstrum_fit(freqs: np.ndarray, powers: np.ndarray, valid: np.ndarray, sampl
     Raises:
         ValueError: as :func:`dap_fit`, or ``smoothness < 0``.
     """
-    freqs, powers, valid = _check_fit_args(freqs, powers, valid, order)
+    freqs, powers, valid = _check_fit_args(freqs, powers, valid, order, weights)
     if smoothness < 0:
         raise ValueError(f"smoothness must be >= 0, got {smoothness}")
     p = int(order)
     lags = np.arange(p + 1)
     w = 2 * np.pi * freqs / sample_rate
     basis = np.cos(w[:, :, None] * lags) * np.where(lags == 0, 1.0, 2.0)  # (F, K, p + 1)
-    m = valid * 1.0
+    m = valid * (1.0 if weights is None else np.asarray(weights, np.float64))
     y = np.where(valid, np.log(np.where(valid, powers, 1.0)), 0.0)
     lhs = np.einsum("fk,fki,fkj->fij", m, basis, basis)
     lhs = lhs + smoothness * np.diag(8 * np.pi ** 2 * lags ** 2.0)
@@ -314,23 +329,61 @@ def short_time_envelope(waveform: np.ndarray, f0_frames: np.ndarray, frame_times
     where unvoiced). ``kind="lpc"``: the all-pole shape of :func:`lpc_shape` at the level of
     the true envelope (same mean log power per frame): smooth between the input's harmonics,
     so that harmonics at another f0 sample it without ripple; ``lpc_order`` as in
-    :func:`lpc_shape`. ``kind="dap"``: on frames voiced in ``f0_frames`` (interpolated
-    voicing above ``fit_threshold``), the discrete all-pole model (:func:`dap_fit`, order
-    ``lpc_order``) of the input's harmonic peaks (:func:`harmonic_peaks` at the interpolated
-    f0): all-pole like ``"lpc"``, but fitted to the harmonics alone, so that it is not biased
-    toward them when they are sparse (high f0) and gives back their powers at the input's
-    own f0; ``"lpc"`` elsewhere. ``kind="cepstrum"``: the same with the regularised discrete
-    cepstrum (:func:`cepstrum_fit`, ``cepstrum_order``, ``smoothness``).
+    :func:`lpc_shape`.
+
+    ``kind="dap"``: on frames voiced in ``f0_frames`` (interpolated voicing above
+    ``fit_threshold``) with at least two harmonics, the discrete all-pole model
+    (:func:`dap_fit`, order ``lpc_order``) of the input's harmonic peaks
+    (:func:`harmonic_peaks` at the interpolated f0); the ``"lpc"`` envelope elsewhere.
+    LPC of a frame whose harmonics are sparse (high f0) puts its poles on single harmonics
+    and, fitted to the whole spectrum, does not give back the harmonics' powers at the
+    input's own f0; DAP fits the harmonics alone. Alone, it is free between the harmonics and
+    draws sharp peaks there, which harmonics at another f0 then sample. So each interval
+    between two harmonics also gets an *anchor* sample at its midpoint (and one at
+    ``f0 / 2``) with the power of the ``"lpc"`` envelope there (``anchor="lpc"``; ``"true"``:
+    the true envelope's), weighted ``anchor_weight`` against 1 for a harmonic. With
+    ``target_f0_frames`` (the f0 the harmonics will be synthesised at, Hz at
+    ``frame_times_s``) and ``anchor_full_st > 0``, the weight of a frame goes linearly from
+    ``anchor_weight_same_f0`` (target = input f0, where the new harmonics sample the fitted
+    points themselves) to ``anchor_weight`` at a shift of ``anchor_full_st`` semitones and
+    more. Measured in ``recipes/editing/README.md``.
+
+    ``kind="cepstrum"``: the same frames and samples with the regularised discrete cepstrum
+    (:func:`cepstrum_fit`, ``cepstrum_order``, ``smoothness``).
+
+    Args:
+        waveform: ``(time,)`` at ``sample_rate``.
+        f0_frames: ``(frames,)`` Hz, NaN unvoiced, at ``frame_times_s`` (s).
+        sample_rate: Hz.
+        iterations: true-envelope iterations.
+        kind: ``"lpc"``, ``"true"``, ``"dap"`` or ``"cepstrum"``.
+        lpc_order: all-pole order (default ``2 + rate / 1000``).
+        cepstrum_order, smoothness: ``kind="cepstrum"``.
+        fit_threshold: interpolated voicing (0..1) above which a frame is fitted to its
+            harmonics (0: every frame that touches a voiced one, as the harmonics are
+            synthesised there).
+        anchor_weight, anchor, target_f0_frames, anchor_full_st, anchor_weight_same_f0:
+            anchors of ``kind="dap"`` / ``"cepstrum"`` (0: none).
 
     Returns:
         ``(n_fft // 2 + 1, frames)`` power envelope of the Hann-windowed STFT, frame ``j`` at
         ``j * hop / sample_rate`` s.
 
     Raises:
-        ValueError: an unknown ``kind``.
+        ValueError: an unknown ``kind`` or ``anchor``, a negative anchor weight,
+            ``anchor_full_st < 0`` or ``fit_threshold`` outside ``[0, 1)``.
     """
     if kind not in ENVELOPE_KINDS:
         raise ValueError(f"envelope kind must be one of {', '.join(ENVELOPE_KINDS)}, got {kind!r}")
+    if anchor not in ("lpc", "true"):
+        raise ValueError(f"anchor must be 'lpc' or 'true', got {anchor!r}")
+    if anchor_weight < 0 or (anchor_weight_same_f0 is not None and anchor_weight_same_f0 < 0):
+        raise ValueError("anchor weights must be >= 0, got "
+                         f"{anchor_weight} and {anchor_weight_same_f0}")
+    if anchor_full_st < 0:
+        raise ValueError(f"anchor_full_st must be >= 0, got {anchor_full_st}")
+    if not 0 <= fit_threshold < 1:
+        raise ValueError(f"fit_threshold must be in [0, 1), got {fit_threshold}")
     cfg = envelope_config(sample_rate)
     x = np.asarray(waveform, dtype=np.float32)
     spec = stft(torch.from_numpy(x), cfg)
@@ -383,7 +436,7 @@ def short_time_envelope(waveform: np.ndarray, f0_frames: np.ndarray, frame_times
         model = 1.0 / np.maximum(np.abs(np.fft.rfft(a, n=cfg.n_fft, axis=-1)) ** 2, 1e-300)
     else:
         c = cepstrum_fit(freqs[fitted], peaks[fitted], valid[fitted], sample_rate,
-                         cepstrum_order, smoothness)
+                         cepstrum_order, smoothness, weights=weights[fitted])
         lags = np.arange(cepstrum_order + 1)
         basis = np.cos(w[:, None] * lags) * np.where(lags == 0, 1.0, 2.0)
         model = np.exp(np.clip(c @ basis.T, -700, 700))
