@@ -467,3 +467,27 @@ def test_resume_with_other_threads_is_flagged(eval_set, tmp_path, invoke):
     assert "(mixed: 1, 2, ? threads)" in md  # the overall RTF cells say what they mix
     table = read_csv(out / "table.csv")
     assert {t["threads"] for t in table if t["group_by"] == "overall"} == {"mixed: 1, 2, ?"}
+
+
+def test_resume_accepts_config_fields_added_later_at_their_default(evaluated, eval_set,
+                                                                   tiny_prior, tmp_path,
+                                                                   invoke):
+    """A run recorded before a config field existed resumes while the field has its
+    default (nothing to recompute), and is refused once it does not."""
+    copy = tmp_path / "copy"
+    shutil.copytree(evaluated, copy)
+    record = json.loads((copy / "run.json").read_text())
+    for settings in record["methods"].values():
+        settings.get("config", {}).pop("nmf_smoothness", None)  # as written before the field
+    (copy / "run.json").write_text(json.dumps(record))
+    out = invoke("evaluate", eval_set, *methods_args(tiny_prior), "--output-dir", copy,
+                 "--threads", "1", "--figure-files", "0", "--json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["computed"] == 0
+    (copy / "run.json").write_text(json.dumps(record))
+    from speechvae.evaluation.evaluate import _same_settings
+
+    prev = next(s for s in record["methods"].values() if "config" in s)
+    changed = {**prev, "config": {**prev["config"], "nmf_smoothness": 5.0}}
+    assert not _same_settings(prev, changed)
+    assert _same_settings(prev, {**prev, "config": {**prev["config"], "nmf_smoothness": 0.0}})

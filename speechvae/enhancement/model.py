@@ -389,7 +389,7 @@ def m_step(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
            mask: torch.Tensor | None = None, update_gain: bool = True,
            global_gain: bool = False, moments: tuple[torch.Tensor, torch.Tensor] | None = None,
            smoothness: float = 0.0) -> NMFNoise:
-    """One pass of the square-root multiplicative updates of ``W``, ``H`` then ``g``.
+    """One pass of the square-root multiplicative updates: ``W``, then ``H`` and ``g`` together.
 
     Args:
         power: mixture power spectrogram ``P``, ``(batch, freq, time)``.
@@ -431,14 +431,17 @@ def m_step(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
     a, b = sums(*(moments if moments is not None else inverse(W, H)))
     Ht = H.transpose(1, 2)
     W = W * ((a @ Ht) / (b @ Ht).clamp_min(TINY)).sqrt()
-    a, b = sums(*inverse(W, H))
+    # H and g from one majorisation point: with W fixed, V = W H + g v is linear in each
+    # activation and in each gain, so the auxiliary function of Févotte & Idier (2011) is
+    # separable in all of them and their simultaneous updates still never increase C
+    inv, p_inv2 = inverse(W, H)
+    a, b = sums(inv, p_inv2)
     Wt = W.transpose(1, 2)
     if smoothness > 0:
         H = _smooth_h_update(H, Wt @ a, Wt @ b, smoothness, mask)
     else:
         H = H * ((Wt @ a) / (Wt @ b).clamp_min(TINY)).sqrt()
     if update_gain:
-        inv, p_inv2 = inverse(W, H)
         num = (speech_var * p_inv2).sum(dim=(0, 2))  # (batch, time)
         den = (speech_var * inv).sum(dim=(0, 2))
         if m is not None:

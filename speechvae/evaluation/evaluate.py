@@ -385,7 +385,7 @@ def _check_run(output_dir: Path, set_dir: Path, settings: dict, restart: bool) -
                              "use another --output-dir, or --restart to discard them")
         for name, s in settings.items():
             prev = old.get("methods", {}).get(name)
-            if prev is not None and prev != s:
+            if prev is not None and not _same_settings(prev, s):
                 raise ValueError(f"{output_dir} holds results of {name} with other settings "
                                  f"({_diff(prev, s)}); use another --output-dir, or --restart "
                                  "to discard them")
@@ -393,6 +393,32 @@ def _check_run(output_dir: Path, set_dir: Path, settings: dict, restart: bool) -
     tmp = path.with_name(f".{path.name}.part")
     tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+def _same_settings(prev: dict, new: dict) -> bool:
+    """Whether a method's recorded settings equal its settings now. A config field that the
+    record lacks (added to the algorithm after the run) counts as equal when it has its
+    default value now, so runs of earlier versions resume."""
+    if prev == new:
+        return True
+    pc, nc = prev.get("config"), new.get("config")
+    if not isinstance(pc, dict) or not isinstance(nc, dict):
+        return False
+    if {k: v for k, v in prev.items() if k != "config"} != \
+            {k: v for k, v in new.items() if k != "config"}:
+        return False
+    added = set(nc) - set(pc)
+    if set(pc) - set(nc) or any(pc[k] != nc[k] for k in pc):
+        return False
+    try:
+        from ..enhancement import get_algorithm
+
+        fields = {f.name: f for f in
+                  dataclasses.fields(get_algorithm(new.get("algorithm", "vem")).config_class)}
+    except (KeyError, TypeError):
+        return False
+    return all(k in fields and fields[k].default is not dataclasses.MISSING
+               and fields[k].default == nc[k] for k in added)
 
 
 def _diff(a: dict, b: dict) -> str:
