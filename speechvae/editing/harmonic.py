@@ -245,24 +245,31 @@ def dap_fit(freqs: np.ndarray, powers: np.ndarray, valid: np.ndarray, sample_rat
     pw = np.where(valid[has], powers[has], 0.0) / scale[:, None]  # each frame's max is 1
     lags = np.arange(p + 1)
     cos_lag = np.cos(w[:, :, None] * lags)  # (F, K, p + 1)
-    r = np.einsum("fk,fkl->fl", m * pw, cos_lag)  # R(0..p)
+    sin_lag = np.sin(w[:, :, None] * lags)
+    r = np.matmul((m * pw)[:, None, :], cos_lag)[:, 0]  # R(0..p)
     idx = np.abs(lags[:, None] - lags[None])
     big_r = r[:, idx] + _LOADING * r[:, :1, None] * np.eye(p + 1)
-    e = np.exp(-1j * w[:, :, None] * lags)  # e^{-j w_m i}, (F, K, p + 1)
     count = m.sum(1)
 
+    def response(coef):  # A(w_m) = sum_i a_i e^{-j w_m i} = re + j im, (F, K) each
+        return (np.matmul(cos_lag, coef[..., None])[..., 0],
+                -np.matmul(sin_lag, coef[..., None])[..., 0])
+
     def gain_fit(coef):
-        a_w = np.einsum("fkl,fl->fk", e, coef)
-        err = np.sum(m * pw * np.abs(a_w) ** 2, 1)
+        re, im = response(coef)
+        err = np.sum(m * pw * (re ** 2 + im ** 2), 1)
         return coef * np.sqrt(count / np.maximum(err, 1e-300))[:, None]
 
     e0 = np.zeros(p + 1)
     e0[0] = 1.0
-    coef = gain_fit(np.linalg.solve(big_r, np.broadcast_to(e0, (len(r), p + 1))[..., None])[..., 0])
+    inv_r = np.linalg.inv(big_r)  # the same R in every iteration
+    coef = gain_fit(inv_r[:, :, 0].copy())
     for _ in range(iterations):
-        a_w = np.einsum("fkl,fl->fk", e, coef)
-        h = np.einsum("fk,fkl->fl", m / np.where(m > 0, a_w, 1.0), e).real
-        new = np.linalg.solve(big_r, h[..., None])[..., 0]
+        # h_i = sum_m m_m Re(e^{-j w_m i} / A_m) = sum_m m_m (cos_i re - sin_i im) / |A_m|^2
+        re, im = response(coef)
+        g = m / np.maximum(re ** 2 + im ** 2, 1e-300)
+        h = (np.matmul((g * re)[:, None, :], cos_lag) - np.matmul((g * im)[:, None, :], sin_lag))
+        new = np.matmul(inv_r, h[:, 0, :, None])[..., 0]
         coef = coef + step * (new - coef)
     a[has] = coef / np.sqrt(scale)[:, None]
     return a
