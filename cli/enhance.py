@@ -212,6 +212,11 @@ def _parse_rate(ctx, param, value):
               help="Maximum iterations (EM iterations; Gibbs sweeps for bando) [default: "
                    + ", ".join(f"{name} {get_algorithm(name).config_class.iterations}"
                                for name in available_algorithms()) + "].")
+@click.option("--share-tol", "share_tol", type=click.FloatRange(min=0, max=1), metavar="TOL",
+              help="Stop a file once its speech share (the part of the mixture power the "
+                   "Wiener filter keeps) falls by less than TOL from one window of 25 "
+                   "iterations to the next; 0 runs all --iterations [default: vem "
+                   + f"{get_algorithm('vem').config_class.share_tol:g}, others 0].")
 @click.option("--nmf-rank", type=click.IntRange(min=1), metavar="K",
               help="Rank of the NMF noise model [default: "
                    + ", ".join(sorted({str(get_algorithm(n).config_class.nmf_rank)
@@ -256,8 +261,8 @@ def _parse_rate(ctx, param, value):
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: when stderr is a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_rank,
-            atten_lim_db, seed,
+def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, share_tol,
+            nmf_rank, atten_lim_db, seed,
             output_rate, device, n_jobs, threads, batch_size, noise_output, overwrite,
             skip_existing, keep_going, progress, as_json):
     """Enhance noisy speech files IN... (files and/or folders, searched recursively).
@@ -324,7 +329,8 @@ def enhance(inputs, output, output_dir, prior_name, algorithm, iterations, nmf_r
     prior = load_prior(prior_name, device=device)
     config = get_algorithm(algorithm).default_config()
     overrides = {k: v for k, v in (("iterations", iterations), ("nmf_rank", nmf_rank),
-                                   ("atten_lim_db", atten_lim_db)) if v is not None}
+                                   ("atten_lim_db", atten_lim_db), ("share_tol", share_tol))
+                 if v is not None}
     config = dataclasses.replace(config, **overrides)
 
     t0 = time.perf_counter()

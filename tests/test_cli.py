@@ -400,3 +400,18 @@ def test_train_with_val_dir_json(tmp_path, invoke):
     summary = json.loads(result.stdout)  # per-epoch lines went to stderr
     assert summary["epochs_run"] == 1 and Path(summary["best_path"]).is_file()
     assert summary["train_config"]["epochs"] == 1
+
+
+def test_enhance_share_tol_stops_early_or_runs_all(tmp_path, invoke):
+    # --share-tol 1 stops every file at the first check (two windows of 25 iterations);
+    # --share-tol 0 runs the --iterations cap
+    noisy = write_wav(tmp_path / "noisy.wav", seconds=1.2)
+    counts = {}
+    for tol in ("1", "0"):
+        result = invoke("enhance", noisy, "-o", tmp_path / f"out{tol}.wav", "--json",
+                        "--iterations", 60, "--share-tol", tol, "--threads", 1)
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        assert summary["config"]["share_tol"] == float(tol)
+        counts[tol] = summary["files"][0]["iterations"]
+    assert counts == {"1": [50], "0": [60]}

@@ -11,8 +11,9 @@ is an :class:`InferenceStep` (``vem``: the prior's encoder fine-tuned as ``q(z |
 2. the step's own latent initialisation, then the NMF start of each file drawn from its own
    generator (:func:`~speechvae.enhancement.model.initial_noise`);
 3. iterate: E-step (speech-variance samples and each file's objective), M-step (the shared
-   masked :func:`~speechvae.enhancement.model.m_step`, or the step's own update), one
-   stopping rule per file (:func:`converged`); a stopped file's parameters are frozen;
+   masked :func:`~speechvae.enhancement.model.m_step`, or the step's own update), the
+   stopping rules per file (:func:`converged` on the objective, :func:`share_settled` on
+   the speech share); a stopped file's parameters are frozen;
 4. the speech estimate: the step's Wiener gain, raised to the suppression limit's floor
    (``config.atten_lim_db``) when one is set, applied to the mixture, each file cut back to
    its length.
@@ -45,7 +46,8 @@ from .model import (
     mixture_power,
 )
 
-__all__ = ["EMResult", "EStep", "InferenceStep", "converged", "run_em"]
+__all__ = ["EMResult", "EStep", "InferenceStep", "converged", "run_em", "share_settled",
+           "speech_share"]
 
 
 @dataclass
@@ -64,6 +66,8 @@ class EMResult:
         acceptance: per iteration, the mean Metropolis–Hastings acceptance probability
             (samplers only).
         step_size: the adapted step sizes of a gradient-based sampler, else None.
+        speech_share: per iteration, the speech share of :func:`speech_share` (filled when
+            the speech-share stopping rule is on, ``config.share_tol > 0``).
     """
 
     speech: torch.Tensor
@@ -73,6 +77,7 @@ class EMResult:
     iterations: int = 0
     acceptance: list[float] = field(default_factory=list)
     step_size: torch.Tensor | None = None
+    speech_share: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -170,6 +175,34 @@ class InferenceStep:
         return {}
 
 
+def share_settled(shares: Sequence[float], tol: float, window: int) -> bool:
+    """The speech-share stopping rule: True when ``tol > 0``, at least ``2 window``
+    iterations ran and the mean speech share of the last ``window`` iterations is less than
+    ``tol`` below the mean of the ``window`` before (a share that rises also stops).
+
+    Why (issue 15, README "Stopping on the speech share"): the share falls while the NMF
+    takes over the noise; on low-SNR files it keeps falling for hundreds of iterations and
+    every one of them helps, while on files where the noise model has what it can explain
+    it levels off and further iterations only let the noise model eat speech."""
+    if tol <= 0 or len(shares) < 2 * window:
+        return False
+    prev = sum(shares[-2 * window:-window]) / window
+    cur = sum(shares[-window:]) / window
+    return prev - cur < tol
+
+
+def speech_share(power: torch.Tensor, speech_var: torch.Tensor, nmf: NMFNoise,
+                 moments: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[float]:
+    """Per file, the fraction of the mixture power that the Wiener filters of the E-step's
+    samples keep: ``mean_r sum_ft (g v_r / Vx_r)^2 P / sum_ft P`` (padded frames have
+    ``P = 0``). ``speech_var`` is ``(samples, batch, freq, time)``; ``moments`` the E-step's
+    ``(1 / Vx, P / Vx^2)`` when it has them."""
+    gvs = nmf.g * speech_var
+    inv = moments[0] if moments is not None else (gvs + nmf.noise_variance()).reciprocal()
+    kept = ((gvs * inv).square() * power).sum(dim=(2, 3)).mean(0)  # (batch,)
+    return (kept / power.sum(dim=(1, 2)).clamp_min(1e-30)).tolist()
+
+
 def converged(objective: Sequence[float], tol: float, window: int) -> bool:
     """The stopping rule of every algorithm: True when ``tol > 0``, at least ``2 window``
     iterations ran and the mean objective of the last ``window`` iterations differs from the
@@ -232,19 +265,25 @@ def run_em(step_class: type[InferenceStep], prior: Prior, mixture_stfts: torch.T
                         config.noise_init, config.floor_quantile)
     nmf = step.start(nmf)
     objectives: list[list[float]] = [[] for _ in range(n_files)]
+    shares: list[list[float]] = [[] for _ in range(n_files)]
     iterations = [0] * n_files
     active = [True] * n_files
     for it in range(1, config.iterations + 1):
         step.active = torch.tensor(active, device=power.device)
         estep = step.e_step(nmf)
         with torch.no_grad():
+            share = (speech_share(power, estep.speech_var, nmf, estep.moments)
+                     if config.share_tol > 0 else None)
             nmf = _freeze(step.m_step(nmf, estep), nmf, step.active)
         step.after_m_step(nmf)
         for b in range(n_files):
             if active[b]:
                 objectives[b].append(estep.objective[b])
                 iterations[b] = it
-                if converged(objectives[b], config.tol, config.tol_window):
+                if share is not None:
+                    shares[b].append(share[b])
+                if (converged(objectives[b], config.tol, config.tol_window)
+                        or share_settled(shares[b], config.share_tol, config.share_window)):
                     active[b] = False
         if not any(active):
             break
@@ -256,5 +295,5 @@ def run_em(step_class: type[InferenceStep], prior: Prior, mixture_stfts: torch.T
         speech, noise = gain * mixture, (1.0 - gain) * mixture
     return [EMResult(speech[b:b + 1, :, :n], noise[b:b + 1, :, :n],
                      NMFNoise(nmf.W[b:b + 1], nmf.H[b:b + 1, :, :n], nmf.g[b:b + 1, :, :n]),
-                     objectives[b], iterations[b], **step.extras(b))
+                     objectives[b], iterations[b], speech_share=shares[b], **step.extras(b))
             for b, n in enumerate(lengths)]

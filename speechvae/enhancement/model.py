@@ -83,10 +83,17 @@ class EMConfig:
             limit.
         nmf_smoothness: weight ``lambda`` of the temporal-continuity penalty ``S(H)`` on the
             NMF activations (module docstring); 0 (default): none.
+        share_tol: the speech-share stopping rule (:func:`~speechvae.enhancement.em.
+            share_settled`): stop a file once its speech share -- the fraction of the
+            mixture power its Wiener filter keeps, from each iteration's speech-variance
+            samples -- fell by less than ``share_tol`` (absolute) from the mean over one
+            ``share_window`` of iterations to the mean over the next; 0 (default here): off.
+            The iteration cap always applies.
+        share_window: iterations per window of the speech-share rule.
 
     Raises:
         ValueError: a count below 1, an unknown gain or noise start, a negative ``tol`` or
-            ``nmf_smoothness``, a
+            ``nmf_smoothness``, a ``share_tol`` outside ``[0, 1]``, a
             non-positive ``init_noise_level``, a quantile outside ``(0, 1)`` or a negative
             ``atten_lim_db``.
     """
@@ -102,11 +109,15 @@ class EMConfig:
     floor_quantile: float = 0.2
     atten_lim_db: float | None = None
     nmf_smoothness: float = 0.0
+    share_tol: float = 0.0
+    share_window: int = 25
 
     def __post_init__(self):
         if not self.nmf_smoothness >= 0:
             raise ValueError(f"nmf_smoothness must be >= 0, got {self.nmf_smoothness}")
-        for name in ("iterations", "nmf_rank", "tol_window", "m_steps"):
+        if not 0 <= self.share_tol <= 1:
+            raise ValueError(f"share_tol must be in [0, 1], got {self.share_tol}")
+        for name in ("iterations", "nmf_rank", "tol_window", "m_steps", "share_window"):
             _check_int(self, name)
         if self.gain not in GAINS:
             raise ValueError(f"gain must be one of {', '.join(GAINS)}, got {self.gain!r}")
