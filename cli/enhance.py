@@ -215,8 +215,8 @@ def _parse_rate(ctx, param, value):
 @click.option("--share-tol", "share_tol", type=click.FloatRange(min=0, max=1), metavar="TOL",
               help="Stop a file once its speech share (the part of the mixture power the "
                    "Wiener filter keeps) falls by less than TOL from one window of 25 "
-                   "iterations to the next; 0 runs all --iterations [default: vem "
-                   + f"{get_algorithm('vem').config_class.share_tol:g}, others 0].")
+                   "iterations to the next (e.g. 0.02); 0 runs all --iterations "
+                   "[default: 0].")
 @click.option("--nmf-rank", type=click.IntRange(min=1), metavar="K",
               help="Rank of the NMF noise model [default: "
                    + ", ".join(sorted({str(get_algorithm(n).config_class.nmf_rank)
