@@ -185,7 +185,7 @@ def test_bad_envelope_arguments_are_refused():
         dap_fit(*good, SR, 4, weights=-np.ones((1, 3)))
     with pytest.raises(ValueError, match="smoothness"):
         cepstrum_fit(*good, SR, 4, smoothness=-1.0)
-    assert EditConfig().envelope == "dap"
+    assert EditConfig().envelope == "auto"
     with pytest.raises(ValueError, match="envelope"):
         EditConfig(envelope="world")
     with pytest.raises(ValueError, match="anchor"):

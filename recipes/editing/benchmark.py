@@ -5,7 +5,7 @@ Usage:
     OMP_NUM_THREADS=1 python recipes/editing/benchmark.py [--data-root ../shared/data]
         [--limit N] [--fda-limit N] [--fda-check-limit N] [--method ours|world|psola ...]
         [--target HZ ...] [--prior NAME] [--no-control] [--max-seconds S] [--figure FILE]
-        [--figure-target HZ] [--json-out FILE] [--threads 1] [--envelope lpc|true|dap|cepstrum]
+        [--figure-target HZ] [--json-out FILE] [--threads 1] [--envelope auto|dap|cheaptrick|lpc|...]
 
 Corpora: the dev speech of ../shared/data (LibriSpeech, 24 files; the first ``--limit`` in
 manifest order) and FDA (``pitch/fda``, 2 speakers; ``--fda-limit`` files taken alternately
@@ -328,8 +328,9 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--figure", type=Path, help="PNG: spectrograms and f0 of the first file")
     ap.add_argument("--figure-target", type=float, default=200.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (method 'ours')")
-    ap.add_argument("--envelope", choices=("lpc", "true", "dap", "cepstrum"),
-                    help="EditConfig.envelope of the VAE editors (default: the editor's, dap)")
+    ap.add_argument("--envelope", choices=("auto", "lpc", "true", "dap", "cepstrum",
+                                           "cheaptrick"),
+                    help="EditConfig.envelope of the VAE editors (default: the editor's, auto)")
     ap.add_argument("--json-out", type=Path)
     a = ap.parse_args(argv)
     if not (a.data_root / "manifest.csv").exists():

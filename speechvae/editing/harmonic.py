@@ -27,12 +27,13 @@ import torch
 from ..stft import STFTConfig, stft
 from .envelope import true_envelope
 
-__all__ = ["ENVELOPE_KINDS", "ENVELOPE_STFT", "cepstrum_fit", "dap_fit", "envelope_config",
+__all__ = ["ENVELOPE_KINDS", "ENVELOPE_STFT", "cepstrum_fit", "cheaptrick_envelope", "dap_fit",
+           "envelope_config",
            "harmonic_peaks", "harmonic_synthesis", "lpc_shape", "minimum_phase", "sample_f0",
            "short_time_envelope"]
 
 #: envelope kinds of :func:`short_time_envelope`
-ENVELOPE_KINDS = ("lpc", "true", "dap", "cepstrum")
+ENVELOPE_KINDS = ("lpc", "true", "dap", "cepstrum", "cheaptrick")
 #: diagonal loading of the DAP normal equations, relative to R(0) (1e-9 biased the fit of
 #: spectra with a 90 dB range; see tests/test_editing_envelope.py)
 _LOADING = 1e-12
@@ -319,6 +320,36 @@ def cepstrum_fit(freqs: np.ndarray, powers: np.ndarray, valid: np.ndarray, sampl
     return c
 
 
+def cheaptrick_envelope(waveform: np.ndarray, f0: np.ndarray, times_s: np.ndarray,
+                        sample_rate: int, n_bins: int) -> torch.Tensor:
+    """WORLD's CheapTrick envelope (Morise, Speech Communication 67, 2015; ``pyworld``) of
+    ``waveform`` at ``times_s``, each frame at its ``f0`` (Hz; 0: CheapTrick's default),
+    linearly interpolated to ``n_bins`` bins from 0 to Nyquist.
+
+    Returns:
+        ``(n_bins, len(times_s))`` float32 power spectral envelope (CheapTrick's units).
+
+    Raises:
+        ImportError: ``pyworld`` is missing.
+    """
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # pyworld 0.3.5 imports the deprecated pkg_resources
+            warnings.simplefilter("ignore")
+            import pyworld
+    except ImportError:
+        raise ImportError("the CheapTrick envelope needs the 'pyworld' package: pip install "
+                          "speechvae[editing-bench], or EditConfig(envelope='dap')") from None
+    x = np.ascontiguousarray(waveform, dtype=np.float64)
+    sp = pyworld.cheaptrick(x, np.ascontiguousarray(f0, dtype=np.float64),
+                            np.ascontiguousarray(times_s, dtype=np.float64), sample_rate)
+    src = np.linspace(0.0, 0.5 * sample_rate, sp.shape[1])
+    dst = np.linspace(0.0, 0.5 * sample_rate, n_bins)
+    env = np.stack([np.interp(dst, src, frame) for frame in sp], 1)
+    return torch.from_numpy(np.maximum(env, 1e-30)).float()
+
+
 @torch.no_grad()
 def short_time_envelope(waveform: np.ndarray, f0_frames: np.ndarray, frame_times_s: np.ndarray,
                         sample_rate: int, iterations: int = 24, kind: str = "lpc",
@@ -356,14 +387,17 @@ def short_time_envelope(waveform: np.ndarray, f0_frames: np.ndarray, frame_times
     more. Measured in ``recipes/editing/README.md``.
 
     ``kind="cepstrum"``: the same frames and samples with the regularised discrete cepstrum
-    (:func:`cepstrum_fit`, ``cepstrum_order``, ``smoothness``).
+    (:func:`cepstrum_fit`, ``cepstrum_order``, ``smoothness``). ``kind="cheaptrick"``: on
+    the same frames, WORLD's pitch-adaptive CheapTrick envelope
+    (:func:`cheaptrick_envelope`, needs ``pyworld``) at the level of the ``"lpc"`` envelope
+    (same mean log power per frame).
 
     Args:
         waveform: ``(time,)`` at ``sample_rate``.
         f0_frames: ``(frames,)`` Hz, NaN unvoiced, at ``frame_times_s`` (s).
         sample_rate: Hz.
         iterations: true-envelope iterations.
-        kind: ``"lpc"``, ``"true"``, ``"dap"`` or ``"cepstrum"``.
+        kind: one of :data:`ENVELOPE_KINDS`.
         lpc_order: all-pole order (default ``2 + rate / 1000``).
         cepstrum_order, smoothness: ``kind="cepstrum"``.
         fit_threshold: interpolated voicing (0..1) above which a frame is fitted to its
@@ -379,6 +413,7 @@ def short_time_envelope(waveform: np.ndarray, f0_frames: np.ndarray, frame_times
     Raises:
         ValueError: an unknown ``kind`` or ``anchor``, a negative anchor weight,
             ``anchor_full_st < 0`` or ``fit_threshold`` outside ``[0, 1)``.
+        ImportError: ``kind="cheaptrick"`` without ``pyworld``.
     """
     if kind not in ENVELOPE_KINDS:
         raise ValueError(f"envelope kind must be one of {', '.join(ENVELOPE_KINDS)}, got {kind!r}")
@@ -408,6 +443,12 @@ def short_time_envelope(waveform: np.ndarray, f0_frames: np.ndarray, frame_times
     if kind == "lpc":
         return out
     f0_fit = sample_f0(f0_frames, frame_times_s, times, fit_threshold)
+    if kind == "cheaptrick":
+        ct = cheaptrick_envelope(x, f0_fit, times, sample_rate, out.shape[0])
+        voiced = torch.from_numpy(f0_fit > 0)
+        level = torch.log(out).mean(0) - torch.log(ct).mean(0)
+        out[:, voiced] = (ct * torch.exp(level)[None])[:, voiced]
+        return out
     freqs, peaks, valid = harmonic_peaks(power.double().numpy(), f0_fit, sample_rate)
     fitted = valid.sum(1) >= 2
     if not fitted.any():

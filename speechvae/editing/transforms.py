@@ -183,7 +183,7 @@ class EditConfig:
 
     method: str = "relative"
     f0_envelope: str = "input"
-    envelope: str = "dap"
+    envelope: str = "auto"
     harmonic_phase: str = "zero"
     voicing_threshold: float = 0.25
     voicing: str = "praat+harvest"
@@ -193,6 +193,7 @@ class EditConfig:
     cepstrum_smoothness: float = 5e-4
     anchor_weight: float = 2.0
     anchor_full_st: float = 1.0
+    high_voice_hz: float = 160.0
     anchor_weight_same_f0: float = 0.5
     ratio_limit_db: float = 12.0
     envelope_iter: int = 24
@@ -220,9 +221,9 @@ class EditConfig:
         if self.voicing not in VOICING_METHODS:
             raise ValueError(f"voicing must be one of {', '.join(VOICING_METHODS)}, got "
                              f"{self.voicing!r}")
-        if self.envelope not in ENVELOPE_KINDS:
-            raise ValueError(f"envelope must be one of {', '.join(ENVELOPE_KINDS)}, got "
-                             f"{self.envelope!r}")
+        if self.envelope not in ENVELOPE_KINDS + ("auto",):
+            raise ValueError(f"envelope must be 'auto' or one of {', '.join(ENVELOPE_KINDS)}, "
+                             f"got {self.envelope!r}")
         if self.cepstrum_order < 1:
             raise ValueError(f"cepstrum_order must be >= 1, got {self.cepstrum_order}")
         if not self.cepstrum_smoothness >= 0:
@@ -535,6 +536,32 @@ class Editor:
                     self._warned_harvest = True
         return edit_voicing(a.f0, self.stft_config.frame_s, other, c.voicing_gap_s)
 
+    def envelope_kind(self, a: Analysis) -> str:
+        """The envelope kind of a relative f0 edit (see :attr:`EditConfig.envelope`):
+        ``"auto"`` is ``"cheaptrick"`` for voices whose median f0 is at or above
+        ``EditConfig.high_voice_hz`` and ``"dap"`` below (and without ``pyworld``, with a
+        warning)."""
+        kind = self.config.envelope
+        if kind != "auto":
+            return kind
+        finite = a.f0[np.isfinite(a.f0)]
+        if not (finite.size and float(np.median(finite)) >= self.config.high_voice_hz):
+            return "dap"
+        try:
+            import warnings as _w
+
+            with _w.catch_warnings():
+                _w.simplefilter("ignore")
+                import pyworld  # noqa: F401
+        except ImportError:
+            if not getattr(self, "_warned_cheaptrick", False):
+                warnings.warn("pyworld is missing: high voices take the DAP envelope instead of "
+                              "CheapTrick (pip install speechvae[editing-bench])", AudioWarning,
+                              stacklevel=3)
+                self._warned_cheaptrick = True
+            return "dap"
+        return "cheaptrick"
+
     def lpc_order(self, a: Analysis) -> int:
         """Order of the all-pole envelope of a relative f0 edit (see
         :attr:`EditConfig.lpc_order`)."""
@@ -599,7 +626,7 @@ class Editor:
         frame_times = np.arange(a.f0.size) * self.stft_config.frame_s
         track = a.f0 if track is None else track
         envelope = short_time_envelope(a.waveform, track, frame_times, sr,
-                                       self.config.envelope_iter, self.config.envelope,
+                                       self.config.envelope_iter, self.envelope_kind(a),
                                        self.lpc_order(a), self.config.cepstrum_order,
                                        self.config.cepstrum_smoothness,
                                        anchor_weight=self.config.anchor_weight,
