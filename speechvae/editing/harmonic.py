@@ -4,11 +4,13 @@ Used by the relative f0 edit (:class:`~speechvae.editing.Editor`, ``method="rela
 the target f0 is known, so the voiced part of the output is written directly as a sum of
 harmonics whose phases accumulate from the target f0 track and whose amplitudes sample the
 input's spectral envelope (times the latent edit's envelope change) at the harmonic
-frequencies, instead of estimating a phase with Griffin–Lim. The envelope (by default the
-discrete all-pole model of the input's harmonic peaks, :func:`dap_fit`, anchored between
-the harmonics by the all-pole LPC shape at the level of the true envelope) is analysed on a
-short window (32 ms at 16 kHz, 5 ms hop) so that formant movements are followed as closely
-as a pitch-adaptive vocoder follows them; the prior's 64 ms STFT would smear them.
+frequencies, instead of estimating a phase with Griffin–Lim. The envelope (the editor's
+default: for low voices the discrete all-pole model of the input's harmonic peaks,
+:func:`dap_fit`, anchored between the harmonics by the all-pole LPC shape at the level of
+the true envelope; for high voices WORLD's CheapTrick, :func:`cheaptrick_envelope`) is
+analysed on a short window (32 ms at 16 kHz, 5 ms hop) so that formant movements are
+followed as closely as a pitch-adaptive vocoder follows them; the prior's 64 ms STFT would
+smear them.
 
 References:
     McAulay & Quatieri, "Speech analysis/synthesis based on a sinusoidal representation",
@@ -16,8 +18,10 @@ References:
     63(4), 1975 (the all-pole envelope); El-Jaroudi & Makhoul, "Discrete all-pole
     modeling", IEEE Trans. Signal Processing 39(2), 1991 (DAP); Cappé & Moulines,
     "Regularization techniques for discrete cepstrum estimation", IEEE Signal Processing
-    Letters 3(4), 1996; Röbel & Rodet, DAFx 2005 (the true envelope); Morise et al.,
-    IEICE Trans. Inf. Syst. E99-D(7), 2016 (WORLD, the vocoder this is compared with).
+    Letters 3(4), 1996; Morise, "CheapTrick, a spectral envelope estimator for high-quality
+    speech synthesis", Speech Communication 67, 2015; Röbel & Rodet, DAFx 2005 (the true
+    envelope); Morise et al., IEICE Trans. Inf. Syst. E99-D(7), 2016 (WORLD, the vocoder
+    this is compared with).
 """
 from __future__ import annotations
 

@@ -7,8 +7,9 @@ Two methods (:attr:`EditConfig.method`):
   spectral envelope, ``E[v(z_new)] / E[v(z)]`` (:mod:`.envelope`), on the input.
   f0 edits: the voiced frames are resynthesised as harmonics of the *target* f0 whose phases
   accumulate from the target track and whose amplitudes sample the input's short-time
-  all-pole envelope, fitted to the input's harmonic peaks (discrete all-pole modelling,
-  :mod:`.harmonic`; by default without the latent envelope change, which
+  envelope (:mod:`.harmonic`; for voices below 160 Hz an all-pole model fitted to the
+  input's harmonic peaks, discrete all-pole modelling; above, WORLD's CheapTrick; by
+  default without the latent envelope change, which
   moved F1 by 15–30 %, ``recipes/editing/README.md``), cross-faded with the untouched input
   on unvoiced frames. Formant edits and whispering: the input's power times the envelope
   change (for whispering on a flat, random-phase excitation), with the input's phase
@@ -106,10 +107,15 @@ class EditConfig:
             envelope as it is; ``"edit"`` multiplies it by the envelope change of the latent
             f0 edit (``E[v(z_edited)] / E[v(z)]``). Measured in ``recipes/editing/README.md``.
         envelope: relative f0 edits: the input envelope the harmonics sample
-            (:func:`~speechvae.editing.harmonic.short_time_envelope`). ``"dap"`` (default):
-            on voiced frames the discrete all-pole model (El-Jaroudi & Makhoul 1991) of the
-            input's harmonic peaks, with the ``"lpc"`` envelope as anchors between them
-            (``anchor_weight``); ``"lpc"``: all-pole shape of the whole frame, smooth
+            (:func:`~speechvae.editing.harmonic.short_time_envelope`). ``"auto"`` (default):
+            ``"cheaptrick"`` for voices whose median f0 is at or above ``high_voice_hz``,
+            ``"dap"`` below (:meth:`Editor.envelope_kind`; ``"dap"`` without ``pyworld``).
+            ``"dap"``: on voiced frames the discrete all-pole model (El-Jaroudi & Makhoul
+            1991) of the input's harmonic peaks, with the ``"lpc"`` envelope as anchors
+            between them (``anchor_weight``); ``"cheaptrick"``: WORLD's pitch-adaptive
+            envelope (Morise 2015, ``pyworld``) at the level of the ``"lpc"`` one, which
+            lowered the F1 drift of high (female) voices most and that of low voices at
+            upward shifts least; ``"lpc"``: all-pole shape of the whole frame, smooth
             between the input's harmonics but pulled toward single harmonics when they are
             sparse (the default before; its F1 drift was above WORLD's on FDA at
             150–250 Hz and at ±0 st); ``"cepstrum"``: the regularised discrete cepstrum
@@ -126,6 +132,8 @@ class EditConfig:
             F1 drift at ±0 st was 2.82 / 2.43 % (dev / FDA) with weight 2 throughout and
             2.44 / 1.88 % with 0.5 at ±0 st; with no anchors at ±0 st, 2.36 / 1.94 % but pyin
             kept 92.4 / 89.8 % of the voiced frames instead of 96.4 / 96.3 %.
+        high_voice_hz: ``envelope="auto"``: median input f0 (Hz) from which CheapTrick is
+            taken instead of DAP.
         cepstrum_order, cepstrum_smoothness: ``envelope="cepstrum"``: order and roughness
             weight of :func:`~speechvae.editing.harmonic.cepstrum_fit`.
         harmonic_phase: relative f0 edits: ``"zero"`` (default: each harmonic's phase is
@@ -233,6 +241,8 @@ class EditConfig:
                              f"{self.anchor_weight_same_f0}")
         if not self.anchor_full_st >= 0:
             raise ValueError(f"anchor_full_st must be >= 0, got {self.anchor_full_st}")
+        if not self.high_voice_hz > 0:
+            raise ValueError(f"high_voice_hz must be > 0, got {self.high_voice_hz}")
         if self.lpc_order is not None and self.lpc_order < 2:
             raise ValueError(f"lpc_order must be >= 2 or None, got {self.lpc_order}")
         if not self.voicing_gap_s >= 0:
