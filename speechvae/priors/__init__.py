@@ -6,7 +6,7 @@ non-causal after ``RVAEConfig.causal``, :class:`RVAE`), ``"dkf"`` (deep Kalman f
 per-frame loop). The RVAE and the DKF share :class:`SequentialPrior` (sequential posterior
 draws, fast recurrence in :mod:`speechvae.priors.recurrence`).
 """
-from ..runtime import flush_denormals
+from ..runtime import flush_denormals, keep_freed_memory
 from .base import (
     CheckpointError,
     Posterior,
@@ -27,6 +27,8 @@ from .vae import VAE, VAEConfig
 
 #: whether subnormal floats are flushed to zero (see :func:`speechvae.runtime.flush_denormals`)
 DENORMALS_FLUSHED = flush_denormals()
+#: whether glibc keeps freed blocks in the heap (see :func:`speechvae.runtime.keep_freed_memory`)
+FREED_MEMORY_KEPT = keep_freed_memory()
 
 __all__ = [
     "DKF",
