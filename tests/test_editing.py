@@ -592,6 +592,35 @@ def test_formant_edit_warns_with_the_achieved_value():
         ed.edit_formant(x, 16000, 1, 700.0)
 
 
+def test_formant_edit_warns_when_the_other_praat_ceiling_disagrees(monkeypatch):
+    # reached with the ceiling chosen from f0, missed with Praat's other one: warn with
+    # that measurement (the voice's sex is only guessed from f0)
+    from speechvae.editing.transforms import Editor
+
+    x = synthesize_vowel(140.0, [500, 1500, 2500, 3400], duration=0.6)
+    ed = load_editor(config=EditConfig(formant_tolerance=0.05, formant_correction_steps=0))
+    real = Editor._measure_formant
+
+    def fake(self, y, a, formant, ceiling_hz=None, both_voiced=False):
+        if ceiling_hz is None and not both_voiced:  # the editor's own choice: on target
+            return 700.0 if np.abs(y).max() > 0 and y is not a.waveform else real(
+                self, y, a, formant)
+        return 700.0 if ceiling_hz == 5500.0 else 600.0
+
+    monkeypatch.setattr(Editor, "_measure_formant", fake)
+    with pytest.warns(UserWarning, match=r"F1 reached 600 Hz .*700 Hz target.*5000 or 5500"):
+        ed.edit_formant(x, 16000, 1, 700.0)
+    assert ed.last_formant["achieved_hz"] == 700.0  # the editor's own measurement is kept
+
+    def agree(self, y, a, formant, ceiling_hz=None, both_voiced=False):
+        return 700.0 if y is not a.waveform else real(self, y, a, formant)
+
+    monkeypatch.setattr(Editor, "_measure_formant", agree)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ed.edit_formant(x, 16000, 1, 700.0)
+
+
 def test_no_import_cycle_between_transforms_and_subspaces():
     import ast
     from pathlib import Path
