@@ -30,12 +30,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from enhance_noise_kinds import noise_measures  # noqa: E402
-from enhance_tune import join_parts, noise_types, parse_variant  # noqa: E402
+from enhance_noise_kinds import noise_measures
+from enhance_tune import join_parts, noise_types, parse_variant
 
-import speechvae  # noqa: E402
-from speechvae.audio import load_audio  # noqa: E402
-from speechvae.evaluation.report import plot_spectrograms  # noqa: E402
+import speechvae
+from speechvae.audio import load_audio
+from speechvae.evaluation.report import plot_spectrograms
 
 
 def error_split(clean: np.ndarray, noise: np.ndarray, estimate: np.ndarray) -> tuple[float, float]:
@@ -77,8 +77,8 @@ def main():
         files = {r["name"]: r for r in csv.DictReader(f)}
     prior = speechvae.load_prior(prior_name)
     a.out.mkdir(parents=True, exist_ok=True)
-    print(f"| pair | noise type | input SNR | SI-SDR in → out | non-stationarity (dB) | "
-          f"flatness | speech removed (dB) | noise left (dB) | figure |")
+    print("| pair | noise type | input SNR | SI-SDR in → out | non-stationarity (dB) | "
+          "flatness | speech removed (dB) | noise left (dB) | figure |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for r in worst:
         p = files[r["name"]]

@@ -33,15 +33,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from enhance_tune import parse_variant  # noqa: E402
+from enhance_tune import parse_variant
 
-import speechvae  # noqa: E402
-from speechvae.audio import load_audio  # noqa: E402
-from speechvae.enhancement.em import share_settled, speech_share  # noqa: E402
-from speechvae.enhancement.model import initial_noise, mixture_power  # noqa: E402
-from speechvae.enhancement.vem import VEMStep  # noqa: E402
-from speechvae.metrics import si_sdr  # noqa: E402
-from speechvae.stft import istft, stft  # noqa: E402
+import speechvae
+from speechvae.audio import load_audio
+from speechvae.enhancement.em import share_settled, speech_share
+from speechvae.enhancement.model import initial_noise, mixture_power
+from speechvae.enhancement.vem import VEMStep
+from speechvae.metrics import si_sdr
+from speechvae.stft import istft, stft
 
 CHECK_EVERY = 5
 

@@ -653,3 +653,14 @@ def test_edit_commands_method_option_and_achieved_formant(invoke, tmp_path):
     summary = json.loads(result.output[result.output.index("{"):])
     assert summary["method"] == "relative" and summary["achieved_hz"] > 0
     assert invoke("whisper", src, "--method", "nope").exit_code != 0
+
+
+def test_import_pyworld_names_the_purpose_and_the_alternative(monkeypatch):
+    import sys
+
+    from speechvae.editing.common import import_pyworld
+
+    monkeypatch.setitem(sys.modules, "pyworld", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"^the CheapTrick envelope needs the 'pyworld' "
+                                          r"package: pip install .*, or EditConfig"):
+        import_pyworld("the CheapTrick envelope", "EditConfig(envelope='dap')")

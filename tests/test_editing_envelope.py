@@ -119,7 +119,7 @@ def test_cepstrum_fit_recovers_a_smooth_log_spectrum():
 
 @pytest.mark.parametrize("f0", [250.0, 320.0])
 def test_dap_envelope_of_a_high_voice_finds_the_formants_better_than_lpc(f0):
-    x, a = _vowel(f0)
+    x, _ = _vowel(f0)
     times = np.arange(40) * 0.016
     track = np.full(times.size, f0)
     p = _frames_power(x)

@@ -24,9 +24,10 @@ References:
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
+
+from .common import import_pyworld
 
 __all__ = ["F0_SHIFTERS", "psola_shift_f0", "world_shift_f0"]
 
@@ -64,15 +65,7 @@ def _fit(y: np.ndarray, n: int) -> np.ndarray:
 
 
 def _pyworld():
-    try:
-        with warnings.catch_warnings():  # pyworld 0.3.5 imports the deprecated pkg_resources
-            warnings.simplefilter("ignore")
-            import pyworld
-    except ImportError:
-        raise ImportError("the WORLD baseline needs the 'pyworld' package: pip install "
-                          "speechvae[editing-bench] (or pip install 'setuptools<81' "
-                          "pyworld)") from None
-    return pyworld
+    return import_pyworld("the WORLD baseline")
 
 
 def world_shift_f0(waveform, sample_rate: int, target_hz: float | None = None,

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..stft import STFTConfig
 
-__all__ = ["FACTORS", "VOICING_METHODS", "edit_voicing", "frame_f0", "harvest_f0"]
+__all__ = ["FACTORS", "VOICING_METHODS", "edit_voicing", "frame_f0", "harvest_f0",
+           "import_pyworld"]
 
 #: voicing decisions of the relative f0 edit (:func:`edit_voicing`)
 VOICING_METHODS = ("praat", "praat+harvest")
@@ -42,6 +43,27 @@ def frame_f0(waveform: np.ndarray, stft_config: STFTConfig, pitch_floor: float =
     return resample_track(times, f0, np.arange(waveform.size // hop + 1) * hop / sr)
 
 
+def import_pyworld(purpose: str, alternative: str | None = None):
+    """The ``pyworld`` module (WORLD, Morise et al. 2016), imported without the
+    ``pkg_resources`` deprecation warning that pyworld 0.3.5 raises.
+
+    Raises:
+        ImportError: ``pyworld`` is missing; the one-line message names ``purpose``, the
+            install command and ``alternative`` (a setting that needs no pyworld), if given.
+    """
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pyworld
+    except ImportError:
+        raise ImportError(f"{purpose} needs the 'pyworld' package: pip install "
+                          "speechvae[editing-bench] (or pip install 'setuptools<81' pyworld)"
+                          + (f", or {alternative}" if alternative else "")) from None
+    return pyworld
+
+
 def harvest_f0(waveform: np.ndarray, stft_config: STFTConfig, pitch_floor: float = 60.0,
                pitch_ceiling: float = 500.0) -> np.ndarray:
     """f0 at the STFT frame centres by WORLD's Harvest (Morise, Interspeech 2017;
@@ -59,15 +81,7 @@ def harvest_f0(waveform: np.ndarray, stft_config: STFTConfig, pitch_floor: float
     Raises:
         ImportError: ``pyworld`` is missing (``pip install speechvae[editing]``).
     """
-    import warnings
-
-    try:
-        with warnings.catch_warnings():  # pyworld 0.3.5 imports the deprecated pkg_resources
-            warnings.simplefilter("ignore")
-            import pyworld
-    except ImportError:
-        raise ImportError("the Harvest voicing needs the 'pyworld' package: pip install "
-                          "speechvae[editing-bench], or EditConfig(voicing='praat')") from None
+    pyworld = import_pyworld("the Harvest voicing", "EditConfig(voicing='praat')")
     sr, hop = stft_config.sample_rate, stft_config.hop_length
     x = np.ascontiguousarray(waveform, dtype=np.float64)
     f0, _ = pyworld.harvest(x, sr, f0_floor=pitch_floor, f0_ceil=pitch_ceiling,

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..stft import STFTConfig, stft
+from .common import import_pyworld
 from .envelope import true_envelope
 
 __all__ = ["ENVELOPE_KINDS", "ENVELOPE_STFT", "cepstrum_fit", "cheaptrick_envelope", "dap_fit",
@@ -336,21 +337,15 @@ def cheaptrick_envelope(waveform: np.ndarray, f0: np.ndarray, times_s: np.ndarra
     Raises:
         ImportError: ``pyworld`` is missing.
     """
-    import warnings
-
-    try:
-        with warnings.catch_warnings():  # pyworld 0.3.5 imports the deprecated pkg_resources
-            warnings.simplefilter("ignore")
-            import pyworld
-    except ImportError:
-        raise ImportError("the CheapTrick envelope needs the 'pyworld' package: pip install "
-                          "speechvae[editing-bench], or EditConfig(envelope='dap')") from None
+    pyworld = import_pyworld("the CheapTrick envelope", "EditConfig(envelope='dap')")
     x = np.ascontiguousarray(waveform, dtype=np.float64)
     sp = pyworld.cheaptrick(x, np.ascontiguousarray(f0, dtype=np.float64),
                             np.ascontiguousarray(times_s, dtype=np.float64), sample_rate)
-    src = np.linspace(0.0, 0.5 * sample_rate, sp.shape[1])
-    dst = np.linspace(0.0, 0.5 * sample_rate, n_bins)
-    env = np.stack([np.interp(dst, src, frame) for frame in sp], 1)
+    # both grids span 0..Nyquist uniformly: linear interpolation of every frame at once
+    pos = np.linspace(0.0, sp.shape[1] - 1, n_bins)
+    lo = np.minimum(pos.astype(int), sp.shape[1] - 2)
+    w = pos - lo
+    env = (sp[:, lo] * (1.0 - w) + sp[:, lo + 1] * w).T
     return torch.from_numpy(np.maximum(env, 1e-30)).float()
 
 

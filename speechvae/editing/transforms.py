@@ -67,7 +67,14 @@ import torch
 from ..audio import AudioError, AudioWarning, check_waveform, resample
 from ..priors.base import Prior
 from ..stft import STFTConfig, stft
-from .common import FACTORS, VOICING_METHODS, edit_voicing, frame_f0, harvest_f0
+from .common import (
+    FACTORS,
+    VOICING_METHODS,
+    edit_voicing,
+    frame_f0,
+    harvest_f0,
+    import_pyworld,
+)
 from .envelope import envelope_ratio
 from .harmonic import ENVELOPE_KINDS
 from .subspaces import SourceFilterSubspaces
@@ -561,11 +568,7 @@ class Editor:
         if not (finite.size and float(np.median(finite)) >= self.config.high_voice_hz):
             return "dap"
         try:
-            import warnings as _w
-
-            with _w.catch_warnings():
-                _w.simplefilter("ignore")
-                import pyworld  # noqa: F401
+            import_pyworld("the CheapTrick envelope")
         except ImportError:
             if not getattr(self, "_warned_cheaptrick", False):
                 warnings.warn("pyworld is missing: high voices take the DAP envelope instead of "

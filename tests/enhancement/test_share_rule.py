@@ -1,6 +1,7 @@
 """The speech-share stopping rule (``EMConfig.share_tol``, issue 15)."""
 import pytest
 import torch
+from test_batched import _pad_batch
 
 from speechvae.enhancement import VEMConfig, get_algorithm, vem
 from speechvae.enhancement.em import share_settled, speech_share
@@ -70,15 +71,13 @@ def test_vem_stops_on_the_share_and_equals_a_run_capped_there():
 def test_share_rule_batches_exactly():
     torch.manual_seed(0)
     prior = VAE(VAEConfig(hidden_dims=(16,), latent_dim=4))
-    a, b = _mixture(6, n=12000)[0], _mixture(7, n=7000)[0]
-    n = [a.shape[-1], b.shape[-1]]
-    batch = torch.zeros((2, a.shape[0], max(n)), dtype=a.dtype)
-    batch[0, :, :n[0]], batch[1, :, :n[1]] = a, b
+    a, b = _mixture(6, n=12000), _mixture(7, n=7000)
+    batch, n = _pad_batch([a, b])
     cfg = VEMConfig(iterations=120, share_tol=0.01, share_window=8, lr=1e-2)
     both = get_algorithm("vem").run_batch(prior, batch, n, cfg,
                                           [torch.Generator().manual_seed(s) for s in (1, 2)])
     for res, x, seed in zip(both, (a, b), (1, 2)):
-        alone = vem(prior, x[None], cfg, torch.Generator().manual_seed(seed))
+        alone = vem(prior, x, cfg, torch.Generator().manual_seed(seed))
         assert res.iterations == alone.iterations
         assert res.speech_share == pytest.approx(alone.speech_share, rel=1e-4, abs=1e-6)
         torch.testing.assert_close(res.speech, alone.speech, rtol=1e-4, atol=1e-5)
